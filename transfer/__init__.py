@@ -1,0 +1,1 @@
+"""Detection/segmentation transfer: checkpoint conversion, mmdet fine-tuning, evaluation, reports."""

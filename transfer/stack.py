@@ -1,0 +1,73 @@
+"""Make the OpenMMLab stack usable: call `ensure_stack()` before importing mmdet or mmcv.ops.
+
+It (1) registers `transfer.mmcv_ext` as `mmcv._ext` when compiled mmcv is absent, (2) applies the
+torch >= 2.6 / numpy 2 fixes of `transfer.compat`, and (3) registers mmdet's modules and ours
+(the CIFAR-stem backbone) with mmengine's registries. Idempotent and cheap after the first call.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+from unmix.errors import UnmixError
+
+_done = False
+
+
+def _compiled_ext_present() -> bool:
+    current = sys.modules.get("mmcv._ext")
+    if current is not None:
+        return not getattr(current, "IS_STAND_IN", False)
+    try:
+        return importlib.util.find_spec("mmcv._ext") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def mmcv_ops_kind() -> str:
+    """'compiled' (mmcv built with ops), 'stand-in' (ours over torchvision) or 'missing'."""
+    current = sys.modules.get("mmcv._ext")
+    if current is not None:
+        return "stand-in" if getattr(current, "IS_STAND_IN", False) else "compiled"
+    if importlib.util.find_spec("mmcv") is None:
+        return "missing"
+    return "compiled" if _compiled_ext_present() else "missing"
+
+
+def install_stand_in() -> bool:
+    """Register our kernels as `mmcv._ext` unless compiled mmcv provides them. True if installed."""
+    if _compiled_ext_present():
+        return False
+    if "mmcv.ops" in sys.modules and "mmcv._ext" not in sys.modules:
+        raise UnmixError("mmcv.ops was imported before transfer.stack.ensure_stack(); "
+                         "call ensure_stack() first")
+    try:
+        import mmcv
+    except ImportError:
+        raise UnmixError("mmcv is not installed; run tools/setup.sh") from None
+    from transfer import mmcv_ext
+
+    sys.modules["mmcv._ext"] = mmcv_ext
+    mmcv._ext = mmcv_ext  # type: ignore[attr-defined]
+    return True
+
+
+def ensure_stack(register_modules: bool = True) -> None:
+    """Idempotently prepare mmcv/mmengine/mmdet for use in this process."""
+    global _done
+    if _done:
+        return
+    install_stand_in()
+    from transfer import compat
+
+    compat.apply()
+    if register_modules:
+        from mmdet.utils import register_all_modules
+
+        register_all_modules(init_default_scope=False)
+        # Our own registered modules (e.g. the CIFAR-stem backbone), where they exist yet.
+        for name in ("transfer.backbones", "transfer.datasets", "transfer.metrics"):
+            if importlib.util.find_spec(name) is not None:
+                importlib.import_module(name)
+    _done = True

@@ -1,0 +1,87 @@
+"""`unmix` console script: one dispatcher, one module per subcommand.
+
+Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`.
+Modules are imported only when their subcommand runs, so `unmix --help` stays instant and a
+broken detection stack never stops `unmix knn`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from unmix.errors import UnmixError
+
+# name -> (module, one-line purpose, issue that delivers it)
+COMMANDS: dict[str, tuple[str, str, int]] = {
+    "pretrain": ("pretrain.train", "pre-train an encoder (MoCo v1/v2, SimCLR, BYOL, SwAV), with or without Un-Mix", 6),
+    "knn": ("pretrain.knn", "weighted kNN accuracy of any checkpoint on an image dataset", 6),
+    "linear": ("pretrain.linear", "linear-probe accuracy of any checkpoint on an image dataset", 6),
+    "flatness": ("pretrain.flatness", "sorted softmax-output distribution of checkpoints (paper Fig. 5)", 6),
+    "convert": ("transfer.convert.cli", "turn any ResNet checkpoint into a verified mmdetection backbone", 4),
+    "finetune": ("transfer.finetune", "fine-tune a detector from a checkpoint under a named protocol", 5),
+    "evaluate": ("transfer.evaluate", "re-evaluate a trained detector's work dir", 5),
+    "sweep": ("transfer.sweep", "run a grid of checkpoints x protocols x BN modes x seeds", 5),
+    "report": ("transfer.report", "write paper-style tables and plots from result records", 7),
+    "demo": ("unmix.demo", "the whole pipeline on embedded data: pretrain, convert, fine-tune, report", 7),
+    "doctor": ("unmix.doctor", "check the installed stack: versions, mmcv ops, one detector iteration", 3),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {purpose}" for name, (_, purpose, _) in COMMANDS.items()]
+    p = argparse.ArgumentParser(
+        prog="unmix",
+        description="Transfer evaluation for self-supervised image encoders, with Un-Mix pretraining.",
+        epilog="commands:\n" + "\n".join(lines) + "\n\nRun `unmix COMMAND --help` for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from unmix import __version__
+
+    p.add_argument("--version", action="version", version=f"unmix {__version__}")
+    p.add_argument("command", metavar="COMMAND", help="one of: " + ", ".join(COMMANDS))
+    p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p
+
+
+def _load(name: str):
+    module_name, _, issue = COMMANDS[name]
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name):
+            return None  # the subcommand's module does not exist yet
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = _top_parser()
+    if not argv:
+        top.print_help()
+        return 2
+    ns = top.parse_args(argv)
+    if ns.command not in COMMANDS:
+        top.error(f"unknown command {ns.command!r} (choose from {', '.join(COMMANDS)})")
+    module = _load(ns.command)
+    if module is None:
+        _, purpose, issue = COMMANDS[ns.command]
+        print(f"unmix {ns.command}: not implemented yet ({purpose}; tracked in issue #{issue})",
+              file=sys.stderr)
+        return 3
+    parser = argparse.ArgumentParser(prog=f"unmix {ns.command}", description=COMMANDS[ns.command][1])
+    module.add_arguments(parser)
+    args = parser.parse_args(ns.args)
+    try:
+        return int(module.run(args) or 0)
+    except UnmixError as e:
+        print(f"unmix {ns.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"unmix {ns.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

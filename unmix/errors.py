@@ -1,0 +1,8 @@
+"""The one exception type the CLI turns into a one-line message (no traceback)."""
+
+
+class UnmixError(Exception):
+    """A user-facing error: bad input, missing file, unusable environment.
+
+    The message must name the file (or option) and the problem, in one line.
+    """
