@@ -1,0 +1,229 @@
+"""The first form of Un-Mix (seed 002, eqs. 3-5; flags of seed 001): dataset-level image mixtures.
+
+Each training image is mixed with *other images of the dataset* (each with its own augmentation)
+before it reaches the encoder; the instance index/label stays the original's and the loss sees no
+lambda. `im_type` selects, like the release's `--IM_type`:
+
+- 'global' (eq. 3): `g_num` rounds, each firing with prob `g_prob`: `img = lam*img + (1-lam)*other`,
+  `lam ~ Beta(g_alpha, g_alpha)`. Iterative, so the image mixed in last is mixed only once.
+- 'region' (eqs. 4-5): `r_num` rounds, each with prob `r_prob`: a CutMix box (`lam ~ Beta(r_beta,
+  r_beta)`, side `sqrt(1-lam)` of the image, centre uniform, clipped) is pasted from the other image.
+  At the first round that fires, the context (the whole current image) is first scaled by
+  `r_pixel_decay` (1.0 = off; 0.2 best in the paper's Table 3).
+- 'IM': global rounds, then region rounds.
+- 'Cutout' (size 50 at 224 px, scaled to the image; p 0.1) and 'RandomErasing' (p 0.1, area
+  0.02-0.4, aspect 0.3-1/0.3): the baselines of the paper; both fill with the dataset mean.
+
+Mixing works on un-normalised [0, 1] view tensors (so pixel decay darkens the context as in the
+paper's Fig. 3); the wrapper normalises afterwards. Sampling (`sample_ops`) and applying
+(`apply_ops`) are separate pure functions; all randomness comes from an explicit `torch.Generator`.
+With several views (MoCo's two crops) every view is mixed identically: the same partners, lambdas
+and relative boxes, view k with the partner's view k.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+IM_TYPES = ("IM", "global", "region", "Cutout", "RandomErasing")
+
+
+@dataclass(frozen=True)
+class FirstFormParams:
+    """Defaults are the release's flag defaults (seed 001)."""
+
+    im_type: str = "IM"
+    g_alpha: float = 1.0
+    g_num: int = 2
+    g_prob: float = 0.1
+    r_beta: float = 1.0
+    r_prob: float = 0.1
+    r_num: int = 2
+    r_pixel_decay: float = 1.0
+    cutout_size: int = 50       # at 224 px; scaled linearly for other sizes
+    cutout_prob: float = 0.1
+    erase_prob: float = 0.1
+    erase_area: tuple[float, float] = (0.02, 0.4)
+    erase_min_aspect: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.im_type not in IM_TYPES:
+            raise ValueError(f"im_type must be one of {IM_TYPES}, got {self.im_type!r}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["erase_area"] = list(self.erase_area)
+        return d
+
+
+class Op(NamedTuple):
+    """One sampled operation. Geometry is relative (u, v in [0, 1), sizes as fractions) so the
+    same op applies to views of different sizes."""
+
+    kind: str                    # 'global' | 'region' | 'cutout' | 'erase'
+    partner: int | None = None   # dataset index of the other image
+    lam: float = 1.0
+    u: float = 0.0               # box centre (x) as a fraction of W (region/cutout) or box x1 (erase)
+    v: float = 0.0
+    decay: float = 1.0           # context scale (region, first fired round only)
+    fw: float = 0.0              # box width / W (cutout, erase)
+    fh: float = 0.0
+
+
+def _uniform(g: torch.Generator) -> float:
+    return float(torch.rand((), generator=g, dtype=torch.float64))
+
+
+def sample_beta(a: float, b: float, g: torch.Generator) -> float:
+    """Beta(a, b) from the generator (torch's Beta takes no generator; numpy's is seeded from g)."""
+    if a == 1.0 and b == 1.0:
+        return _uniform(g)
+    seed = int(torch.randint(0, 2**62, (), generator=g))
+    return float(np.random.default_rng(seed).beta(a, b))
+
+
+def cutmix_box(h: int, w: int, lam: float, u: float, v: float) -> tuple[int, int, int, int]:
+    """CutMix's `rand_bbox` with the centre given: (y1, y2, x1, x2), halves clipped to the image."""
+    cut = math.sqrt(1.0 - lam)
+    cw, ch = int(w * cut), int(h * cut)
+    cx, cy = int(u * w), int(v * h)
+    x1, x2 = min(max(cx - cw // 2, 0), w), min(max(cx + cw // 2, 0), w)
+    y1, y2 = min(max(cy - ch // 2, 0), h), min(max(cy + ch // 2, 0), h)
+    return y1, y2, x1, x2
+
+
+def cutout_side(h: int, w: int, size_at_224: int) -> int:
+    return max(1, round(size_at_224 * min(h, w) / 224))
+
+
+def sample_ops(p: FirstFormParams, g: torch.Generator, num_items: int, size: tuple[int, int]) -> list[Op]:
+    """Draw the operations for one image (`size` = (H, W) of its first view, used by RandomErasing
+    to retry boxes that do not fit, as in Zhong et al.)."""
+    ops: list[Op] = []
+    h, w = size
+    if p.im_type in ("IM", "global"):
+        for _ in range(p.g_num):
+            if _uniform(g) < p.g_prob:
+                partner = int(torch.randint(num_items, (), generator=g))
+                ops.append(Op("global", partner, sample_beta(p.g_alpha, p.g_alpha, g)))
+    if p.im_type in ("IM", "region"):
+        decayed = False
+        for _ in range(p.r_num):
+            if _uniform(g) < p.r_prob:
+                partner = int(torch.randint(num_items, (), generator=g))
+                lam = sample_beta(p.r_beta, p.r_beta, g)
+                ops.append(Op("region", partner, lam, _uniform(g), _uniform(g),
+                              decay=1.0 if decayed else p.r_pixel_decay))
+                decayed = True
+    if p.im_type == "Cutout" and _uniform(g) < p.cutout_prob:
+        side = cutout_side(h, w, p.cutout_size)
+        ops.append(Op("cutout", u=_uniform(g), v=_uniform(g), fw=side / w, fh=side / h))
+    if p.im_type == "RandomErasing" and _uniform(g) < p.erase_prob:
+        lo, hi = p.erase_area
+        for _ in range(100):
+            area = (lo + (hi - lo) * _uniform(g)) * h * w
+            aspect = p.erase_min_aspect + (1 / p.erase_min_aspect - p.erase_min_aspect) * _uniform(g)
+            eh, ew = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+            if ew < w and eh < h:
+                x1 = int(torch.randint(0, w - ew + 1, (), generator=g))
+                y1 = int(torch.randint(0, h - eh + 1, (), generator=g))
+                ops.append(Op("erase", u=x1 / w, v=y1 / h, fw=ew / w, fh=eh / h))
+                break
+    return ops
+
+
+def mix_global(img: torch.Tensor, other: torch.Tensor, lam: float) -> torch.Tensor:
+    """Eq. 3, one round. Shape: (C, H, W) -> (C, H, W)."""
+    return lam * img + (1.0 - lam) * other
+
+
+def mix_region(img: torch.Tensor, other: torch.Tensor, box: tuple[int, int, int, int],
+               decay: float = 1.0) -> torch.Tensor:
+    """Eqs. 4-5, one round: context scaled by `decay`, box taken from `other`. Shape: (C, H, W)."""
+    y1, y2, x1, x2 = box
+    out = img * decay if decay != 1.0 else img.clone()
+    out[..., y1:y2, x1:x2] = other[..., y1:y2, x1:x2]
+    return out
+
+
+def fill_box(img: torch.Tensor, box: tuple[int, int, int, int], fill: torch.Tensor) -> torch.Tensor:
+    """Cutout / RandomErasing: the box set to `fill` (C,) per channel."""
+    y1, y2, x1, x2 = box
+    out = img.clone()
+    out[..., y1:y2, x1:x2] = fill.to(out).view(-1, 1, 1)
+    return out
+
+
+def apply_op(img: torch.Tensor, op: Op, other: torch.Tensor | None, fill: torch.Tensor) -> torch.Tensor:
+    h, w = img.shape[-2:]
+    if op.kind == "global":
+        return mix_global(img, other, op.lam)
+    if op.kind == "region":
+        return mix_region(img, other, cutmix_box(h, w, op.lam, op.u, op.v), op.decay)
+    if op.kind == "cutout":
+        side = max(1, round(op.fw * w))
+        cx, cy = int(op.u * w), int(op.v * h)
+        box = (max(cy - side // 2, 0), min(cy + side // 2, h), max(cx - side // 2, 0), min(cx + side // 2, w))
+        return fill_box(img, box, fill)
+    if op.kind == "erase":
+        x1, y1 = int(round(op.u * w)), int(round(op.v * h))
+        return fill_box(img, (y1, min(y1 + round(op.fh * h), h), x1, min(x1 + round(op.fw * w), w)), fill)
+    raise ValueError(f"unknown op {op.kind!r}")
+
+
+def apply_ops(views: Sequence[torch.Tensor], ops: Sequence[Op], partner_views: Sequence[Sequence[torch.Tensor]],
+              fill: torch.Tensor) -> list[torch.Tensor]:
+    """Apply `ops` in order to every view; `partner_views[j]` are the views of the j-th op that has
+    a partner. View k is mixed with the partner's view k."""
+    out = list(views)
+    j = 0
+    for op in ops:
+        partner = None
+        if op.partner is not None:
+            partner = partner_views[j]
+            j += 1
+        out = [apply_op(v, op, None if partner is None else partner[k], fill) for k, v in enumerate(out)]
+    return out
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """A per-(run, epoch, item) seed: the same mixtures whatever worker loads the item."""
+    return (seed * 1_000_003 + epoch * 65_537 + index) % (2**63 - 1)
+
+
+class FirstFormDataset(torch.utils.data.Dataset):
+    """Wrap a dataset whose transform yields un-normalised [0, 1] views (a tensor or a list of
+    tensors) with the first-form mixtures; `post` (e.g. Normalize) is applied to each view after."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, params: FirstFormParams,
+                 post: Callable[[torch.Tensor], torch.Tensor] | None = None, seed: int = 0,
+                 fill: Sequence[float] = (0.5, 0.5, 0.5)) -> None:
+        self.dataset, self.params, self.post, self.seed = dataset, params, post, seed
+        self.fill = torch.tensor(fill, dtype=torch.float32)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        views, label = self.dataset[index]
+        single = torch.is_tensor(views)
+        views = [views] if single else list(views)
+        g = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, index))
+        ops = sample_ops(self.params, g, len(self.dataset), tuple(views[0].shape[-2:]))
+        partners = []
+        for op in ops:
+            if op.partner is not None:
+                pv = self.dataset[op.partner][0]
+                partners.append([pv] if torch.is_tensor(pv) else list(pv))
+        views = apply_ops(views, ops, partners, self.fill)
+        if self.post is not None:
+            views = [self.post(v) for v in views]
+        return (views[0] if single else views), label
