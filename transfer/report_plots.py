@@ -1,0 +1,156 @@
+"""Report plots (matplotlib, Agg, no pyplot state): accuracy against pretraining epochs (seed 002
+Figure 4 shape), flattening curves (Figure 5 shape) and per-seed points for every table cell.
+
+The data of each plot comes from a pure function (`epoch_series`, `flat_curves`), so the tests check
+the numbers, not pixels; `render_plots` draws them to PNG and SVG bytes in memory.
+"""
+from __future__ import annotations
+
+import io
+import statistics
+from typing import Any
+
+import pandas as pd
+
+from transfer.report_render import Plot
+from transfer.report_tables import Table
+
+COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+def epoch_series(runs: pd.DataFrame, kind: str, protocol: str, dataset: str | None,
+                 metric: str = "top1") -> dict[tuple[str, bool | None], list[dict[str, Any]]]:
+    """(method, unmix) -> points sorted by epochs: {'epochs', 'mean', 'std', 'values'}."""
+    sel = runs[(runs.kind == kind) & (runs.protocol == protocol) & (runs.status == "finished")
+               & runs.superseded_by.isna() & runs.method.notna() & runs.epochs.notna()]
+    sel = sel[sel.dataset.fillna("") == (dataset or "")]
+    out: dict[tuple[str, bool | None], list[dict[str, Any]]] = {}
+    for (method, unmix), grp in sel.groupby([sel.method, sel.unmix.astype(object)], sort=True, dropna=False):
+        pts = []
+        for ep, g in grp.groupby("epochs", sort=True):
+            vals = [float(m[metric]) for m in g.metrics if metric in m]
+            if vals:
+                pts.append({"epochs": ep, "mean": statistics.fmean(vals),
+                            "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "values": vals})
+        if pts:
+            out[(method, None if pd.isna(unmix) else bool(unmix))] = pts
+    return out
+
+
+def flat_curves(runs: pd.DataFrame, protocol: str) -> dict[str, list[float]]:
+    """label -> mean over seeds of details.sorted_probs (curves of unequal length are cut to the shortest)."""
+    sel = runs[(runs.kind == "flatness") & (runs.protocol == protocol) & (runs.status == "finished")
+               & runs.superseded_by.isna()]
+    out: dict[str, list[float]] = {}
+    for label, grp in sel.groupby("label", sort=True):
+        curves = [list(map(float, c)) for c in grp.sorted_probs if c]
+        n = min(map(len, curves))
+        out[label] = [statistics.fmean(c[i] for c in curves) for i in range(n)]
+    return out
+
+
+def _figure(w: float = 6.0, h: float = 4.0):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(w, h), dpi=100, layout="constrained")
+
+
+def _save(fig, key: str, title: str) -> Plot:
+    png, svg = io.BytesIO(), io.BytesIO()
+    fig.savefig(png, format="png", metadata={"Software": None})
+    # Fixed hash salt and no date: the same records give byte-identical SVGs.
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.hashsalt": "unmix"}):
+        fig.savefig(svg, format="svg", metadata={"Date": None})
+    return Plot(key, title, png.getvalue(), svg.getvalue())
+
+
+def plot_epochs(key: str, title: str, series: dict[tuple[str, bool | None], list[dict[str, Any]]],
+                ylabel: str) -> Plot:
+    fig = _figure()
+    ax = fig.add_subplot()
+    methods = sorted({m for m, _ in series})
+    for (method, unmix), pts in series.items():
+        color = COLORS[methods.index(method) % len(COLORS)]
+        xs = [p["epochs"] for p in pts]
+        # Paper Figure 4: dotted = the method alone, solid = with Un-Mix.
+        ax.errorbar(xs, [p["mean"] for p in pts], yerr=[p["std"] for p in pts], color=color,
+                    linestyle="-" if unmix else ":", marker="o", capsize=3,
+                    label=f"{method} + Un-Mix" if unmix else method)
+        for p in pts:
+            ax.scatter([p["epochs"]] * len(p["values"]), p["values"], color=color, s=10, alpha=0.5)
+    ax.set_xlabel("pretraining epochs")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, key, title)
+
+
+def plot_flat(key: str, title: str, curves: dict[str, list[float]]) -> Plot:
+    fig = _figure()
+    ax = fig.add_subplot()
+    for i, (label, c) in enumerate(curves.items()):
+        color = COLORS[i % len(COLORS)]
+        ax.plot(range(1, len(c) + 1), c, color=color, label=label)
+        # Paper Figure 5: dotted line at each model's maximum probability.
+        ax.axhline(max(c), color=color, linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("output dimension, sorted by probability")
+    ax.set_ylabel("mean softmax probability")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, key, title)
+
+
+def plot_cells(table: Table) -> Plot | None:
+    """One panel per column: per-seed points of every row, with the mean +- std bar."""
+    cols = [(j, c) for j, c in enumerate(table.columns) if not c.is_n]
+    if not cols or not any(r.cells[j].values for r in table.rows for j, _ in cols):
+        return None
+    ncol = min(3, len(cols))
+    nrow = (len(cols) + ncol - 1) // ncol
+    fig = _figure(3.2 * ncol, 0.6 + 0.45 * len(table.rows) * nrow + 0.6 * nrow)
+    axes = fig.subplots(nrow, ncol, squeeze=False)
+    labels = [r.label for r in table.rows]
+    for k, (j, col) in enumerate(cols):
+        ax = axes[k // ncol][k % ncol]
+        for y, row in enumerate(table.rows):
+            cell = row.cells[j]
+            if not cell.values:
+                continue
+            ax.scatter(cell.values, [y] * len(cell.values), s=14, color=COLORS[1], alpha=0.7, zorder=3)
+            ax.errorbar([cell.mean], [y], xerr=[cell.std or 0.0], color="k", marker="|", markersize=12,
+                        capsize=3, zorder=2)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_ylim(-0.6, len(labels) - 0.4)
+        ax.invert_yaxis()
+        ax.set_title(col.metric.text + (f" ({col.group})" if col.group else ""), fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+    for k in range(len(cols), nrow * ncol):
+        axes[k // ncol][k % ncol].set_visible(False)
+    fig.suptitle(f"Per-seed results: {table.title}", fontsize=9)
+    return _save(fig, f"seeds-{table.key}", f"Per-seed results (points) with mean ± std: {table.title}")
+
+
+def render_plots(runs: pd.DataFrame, tables: list[Table]) -> list[Plot]:
+    plots: list[Plot] = []
+    for t in tables:
+        if t.kind in ("knn", "linear"):
+            series = epoch_series(runs, t.kind, t.protocol, t.dataset)
+            if series:
+                plots.append(plot_epochs(f"epochs-{t.key}",
+                                         f"Top-1 accuracy against pretraining epochs: {t.title}",
+                                         series, f"{t.kind} top-1 accuracy (%)"))
+        if t.kind == "flatness":
+            curves = flat_curves(runs, t.protocol)
+            if curves:
+                plots.append(plot_flat(f"flat-{t.key}", f"Sorted softmax output: {t.title}", curves))
+    for t in tables:
+        p = plot_cells(t)
+        if p is not None:
+            plots.append(p)
+    return plots

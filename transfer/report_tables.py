@@ -1,0 +1,544 @@
+"""Result records -> paper-shaped tables: a model that the renderers (Markdown, LaTeX, CSV, HTML)
+only format, so every number, difference, bold mark and footnote is decided once, here.
+
+Records are loaded into a pandas frame (one row per record, `load_runs`); `build_tables` groups the
+finished runs into tables (one per detection protocol, one per kNN/linear protocol and dataset, one
+per flatness protocol), cells into mean +- std over seeds, and compares each row with its baseline.
+"""
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from decimal import ROUND_HALF_UP, Decimal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from unmix import records
+from unmix.errors import UnmixError
+
+BN_TITLES = {"finetune": "No Freeze", "frozen": "Freeze BN", "sync": "SyncBN"}
+BN_ORDER = ("finetune", "frozen", "sync")
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str    # key in record["metrics"]
+    text: str   # plain-text header (Markdown, CSV, HTML)
+    tex: str    # LaTeX header; '' -> the renderer escapes `text`
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    title: str
+    tex_title: str
+    metrics: tuple[Metric, ...]
+    bn_modes: tuple[str, ...] = ()  # shown even when no run used them (the paper's shape)
+
+
+def _m(key: str, text: str, tex: str) -> Metric:
+    return Metric(key, text, tex)
+
+
+# Known detection protocols -> the paper's table shapes. Unknown names get a generic table.
+DETECTION_SPECS: dict[str, TableSpec] = {
+    "voc-faster-rcnn-fpn": TableSpec(
+        "Faster R-CNN R50-FPN, VOC07+12 trainval -> VOC2007 test",
+        r"Faster R-CNN R50-FPN, VOC07+12 trainval $\rightarrow$ VOC2007 test",
+        (_m("AP50", "AP50", r"AP$_{50}$"), _m("recall", "Recall", "Recall")),
+        ("finetune", "frozen")),
+    "coco-retinanet-fpn": TableSpec(
+        "RetinaNet R50-FPN, COCO train2017 -> val2017",
+        r"RetinaNet R50-FPN, COCO train2017 $\rightarrow$ val2017",
+        (_m("bbox_AP", "AP", "AP"), _m("bbox_AP50", "AP50", r"AP$_{50}$"),
+         _m("bbox_AP75", "AP75", r"AP$_{75}$"), _m("bbox_APs", "APs", r"AP$_{S}$"),
+         _m("bbox_APm", "APm", r"AP$_{M}$"), _m("bbox_APl", "APl", r"AP$_{L}$")),
+        ("frozen",)),
+    "coco-mask-rcnn-fpn": TableSpec(
+        "Mask R-CNN R50-FPN, COCO train2017 -> val2017",
+        r"Mask R-CNN R50-FPN, COCO train2017 $\rightarrow$ val2017",
+        (_m("bbox_AP", "APbb", r"AP$^{bb}$"), _m("bbox_AP50", "AP50bb", r"AP$^{bb}_{50}$"),
+         _m("bbox_AP75", "AP75bb", r"AP$^{bb}_{75}$"), _m("segm_AP", "APmk", r"AP$^{mk}$"),
+         _m("segm_AP50", "AP50mk", r"AP$^{mk}_{50}$"), _m("segm_AP75", "AP75mk", r"AP$^{mk}_{75}$")),
+        ("frozen",)),
+    "voc-faster-rcnn-c4": TableSpec(
+        "Faster R-CNN R50-C4, VOC07+12 trainval -> VOC2007 test (MoCo protocol)",
+        r"Faster R-CNN R50-C4, VOC07+12 trainval $\rightarrow$ VOC2007 test (MoCo protocol)",
+        (_m("AP50", "AP50", r"AP$_{50}$"), _m("AP", "AP", "AP"), _m("AP75", "AP75", r"AP$_{75}$"))),
+}
+CLASSIFICATION_METRICS = {"top1": _m("top1", "Top-1", "Top-1"), "top5": _m("top5", "Top-5", "Top-5")}
+
+
+# ----------------------------------------------------------------------------- loading
+
+def _check(cond: bool, path: Path, problem: str) -> None:
+    if not cond:
+        raise UnmixError(f"{path}: malformed result record, {problem}")
+
+
+def _run_row(rec: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The fields a report needs from one validated record; UnmixError naming `path` if unusable."""
+    ck, pr = rec["checkpoint"], rec["protocol"]
+    label = ck.get("label")
+    _check(isinstance(label, str) and label.strip() != "", path,
+           f"checkpoint.label must be a non-empty string, got {label!r}")
+    name = pr.get("name")
+    _check(isinstance(name, str) and name.strip() != "", path,
+           f"protocol.name must be a non-empty string, got {name!r}")
+    seed = pr.get("seed")
+    _check(seed is None or (isinstance(seed, int) and not isinstance(seed, bool)), path,
+           f"protocol.seed must be an integer, got {seed!r}")
+    for key in ("bn_requested", "bn_used", "dataset"):
+        _check(pr.get(key) is None or isinstance(pr.get(key), str), path,
+               f"protocol.{key} must be a string, got {pr.get(key)!r}")
+    pre = ck.get("pretrain")
+    _check(pre is None or isinstance(pre, dict), path,
+           f"checkpoint.pretrain must be an object or null, got {pre!r}")
+    pre = pre or {}
+    unmix, epochs = pre.get("unmix"), pre.get("epochs")
+    _check(unmix is None or isinstance(unmix, bool), path,
+           f"checkpoint.pretrain.unmix must be true/false, got {unmix!r}")
+    _check(epochs is None or (isinstance(epochs, (int, float)) and not isinstance(epochs, bool)),
+           path, f"checkpoint.pretrain.epochs must be a number, got {epochs!r}")
+    details = rec.get("details") if isinstance(rec.get("details"), dict) else {}
+    probs = details.get("sorted_probs")
+    if rec["kind"] == "flatness" and rec["status"] == "finished":
+        _check(isinstance(probs, list) and len(probs) > 0
+               and all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in probs),
+               path, "a finished flatness record needs details.sorted_probs, a list of numbers")
+    sha = ck.get("sha256")
+    return {
+        "path": str(path), "kind": rec["kind"], "status": rec["status"],
+        "error": rec.get("error"), "finished": rec.get("finished") or "",
+        "label": label.strip(), "protocol": name.strip(), "dataset": pr.get("dataset"),
+        "bn_requested": pr.get("bn_requested"), "bn_used": pr.get("bn_used"),
+        "seed": seed, "sha256": sha if isinstance(sha, str) else None,
+        "arch": ck.get("arch"), "method": pre.get("method"), "unmix": unmix,
+        "epochs": int(epochs) if isinstance(epochs, (int, float)) and epochs == int(epochs) else epochs,
+        "pretrain_dataset": pre.get("dataset"),
+        "metrics": dict(rec["metrics"]), "sorted_probs": probs if isinstance(probs, list) else None,
+    }
+
+
+def load_runs(roots: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Every record under `roots` as one row; raises UnmixError naming the first bad file."""
+    paths = records.find(list(roots))
+    if not paths:
+        raise UnmixError(f"{', '.join(map(str, roots))}: no result records ({records.RESULT_NAME}) found")
+    rows = [_run_row(records.load(p), p) for p in paths]
+    runs = pd.DataFrame(rows)
+    runs["seed"] = runs["seed"].astype("object")
+    runs["superseded_by"] = None
+    return _mark_duplicates(runs)
+
+
+def _mark_duplicates(runs: pd.DataFrame) -> pd.DataFrame:
+    """Two finished records of the same run (label, protocol, dataset, BN, seed): the latest counts,
+    the others are listed as superseded instead of silently doubling a seed."""
+    keys = ["kind", "label", "protocol", "dataset", "bn_used", "seed"]
+    fin = runs[(runs.status == "finished") & runs.seed.notna()]
+    for _, grp in fin.groupby([runs.loc[fin.index, k].astype(str) for k in keys], sort=False):
+        if len(grp) > 1:
+            order = grp.sort_values(["finished", "path"]).index
+            for idx in order[:-1]:
+                runs.at[idx, "superseded_by"] = runs.at[order[-1], "path"]
+    return runs
+
+
+# ----------------------------------------------------------------------------- statistics
+
+def round_half_up(x: float, decimals: int) -> float:
+    """Round as a reader does (75.25 -> 75.3), on the shortest decimal form of `x`: Python's round()
+    rounds half to even on the binary value (round(75.25, 1) == 75.2)."""
+    q = Decimal(1).scaleb(-decimals)
+    return float(Decimal(repr(float(x))).quantize(q, rounding=ROUND_HALF_UP))
+
+
+# Two-sided 95% t quantiles t_{0.975, df}; used when scipy is missing (it ships with mmdet).
+_T975 = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764, 5: 2.5706, 6: 2.4469, 7: 2.3646, 8: 2.3060,
+         9: 2.2622, 10: 2.2281, 11: 2.2010, 12: 2.1788, 13: 2.1604, 14: 2.1448, 15: 2.1314,
+         16: 2.1199, 17: 2.1098, 18: 2.1009, 19: 2.0930, 20: 2.0860, 25: 2.0595, 30: 2.0423,
+         40: 2.0211, 60: 2.0003, 120: 1.9799}
+
+
+def t_quantile_975(df: int) -> float:
+    """t_{0.975, df}: scipy's when installed, else the table (conservative: next smaller df)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    try:
+        from scipy.stats import t
+
+        return float(t.ppf(0.975, df))
+    except ImportError:
+        if df > 120:
+            return 1.96
+        return _T975[max(k for k in _T975 if k <= df)]
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Mean difference row - baseline over the seeds both have, with a t-based 95% CI."""
+    row: str
+    baseline: str
+    group: str
+    metric: str
+    seeds: tuple[int, ...]
+    mean: float
+    sd: float
+    t: float
+    lo: float
+    hi: float
+
+    @property
+    def n(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.lo > 0 or self.hi < 0
+
+
+def paired_ci(row: dict[int, float], base: dict[int, float]) -> tuple[tuple[int, ...], float, float, float, float, float] | None:
+    """(seeds, mean diff, sd of diffs, t, lo, hi) over shared seeds; None with fewer than 2."""
+    seeds = tuple(sorted(set(row) & set(base)))
+    if len(seeds) < 2:
+        return None
+    diffs = [row[s] - base[s] for s in seeds]
+    mean = statistics.fmean(diffs)
+    sd = statistics.stdev(diffs)
+    t = t_quantile_975(len(seeds) - 1)
+    half = t * sd / math.sqrt(len(seeds))
+    return seeds, mean, sd, t, mean - half, mean + half
+
+
+# ----------------------------------------------------------------------------- table model
+
+@dataclass
+class Column:
+    group: str          # BN title ('No Freeze') or '' when the table has no groups
+    bn: str | None      # the BN mode as used, for provenance; None in ungrouped tables
+    metric: Metric | None  # None: the group's "n" column
+
+    @property
+    def is_n(self) -> bool:
+        return self.metric is None
+
+
+@dataclass
+class Cell:
+    values: list[float] = field(default_factory=list)
+    seeds: list[int | None] = field(default_factory=list)
+    mean: float | None = None
+    std: float | None = None  # sample std (ddof=1); None with one run
+    diff: float | None = None  # mean - baseline mean
+    best: bool = False
+    note: str | None = None   # footnote marker of a dash
+    n_differs: bool = False   # fewer values than the group's n (a record lacks this metric)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+
+@dataclass
+class Row:
+    label: str
+    lead: dict[str, str]  # method, Un-Mix, arch, epochs: columns of kNN/linear tables, CSV always
+    cells: list[Cell]
+    baseline: str | None = None
+    is_baseline: bool = False
+
+
+@dataclass
+class Table:
+    key: str
+    kind: str
+    protocol: str
+    title: str
+    tex_title: str  # '' -> the renderer escapes `title`
+    columns: list[Column]
+    lead_headers: list[str]
+    rows: list[Row]
+    higher_is_better: bool | None
+    dataset: str | None = None  # kNN/linear tables: the evaluation dataset
+    footnotes: list[tuple[str, str]] = field(default_factory=list)  # (marker, text)
+    provenance: list[str] = field(default_factory=list)
+    diff_note: str | None = None
+    paired: list[Paired] = field(default_factory=list)
+
+    @property
+    def groups(self) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        for c in self.columns:
+            if out and out[-1][0] == c.group:
+                out[-1] = (c.group, out[-1][1] + 1)
+            else:
+                out.append((c.group, 1))
+        return out
+
+
+def _markers() -> Iterable[str]:
+    n = 0
+    while True:
+        q, r = divmod(n, 26)
+        yield ("" if q == 0 else chr(ord("a") + q - 1)) + chr(ord("a") + r)
+        n += 1
+
+
+def _fmt_seeds(seeds: Iterable[Any]) -> str:
+    return ", ".join("?" if s is None else str(s) for s in seeds)
+
+
+def _row_sort_key(info: dict[str, Any], label: str) -> tuple:
+    # No pretraining metadata first (random init, supervised), then method, budget, without Un-Mix
+    # before with, as in the paper's tables.
+    has = info.get("method") is not None
+    return (has, str(info.get("method") or ""), info.get("epochs") or 0, bool(info.get("unmix")), label)
+
+
+def _label_info(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    info: dict[str, dict[str, Any]] = {}
+    for label, grp in runs.groupby("label", sort=False):
+        def one(col: str) -> Any:
+            vals = list(dict.fromkeys(v for v in grp[col] if v is not None and not
+                                      (isinstance(v, float) and math.isnan(v))))
+            return vals[0] if len(vals) == 1 else (None if not vals else "/".join(map(str, vals)))
+        info[label] = {c: one(c) for c in ("method", "unmix", "epochs", "arch", "pretrain_dataset")}
+        info[label]["sha256"] = sorted({s for s in grp.sha256 if isinstance(s, str)})
+    return info
+
+
+def _resolve_baselines(labels: list[str], info: dict[str, dict[str, Any]], baseline: str
+                       ) -> tuple[dict[str, str], str | None]:
+    """label -> its baseline label, and the footnote that says how baselines were chosen."""
+    if baseline == "none":
+        return {}, None
+    if baseline != "auto":
+        if baseline not in labels:
+            return {}, f"Baseline {baseline!r} has no finished run in this table: no differences shown."
+        return ({lab: baseline for lab in labels if lab != baseline},
+                f"Signed differences are to the baseline row {baseline}.")
+    out: dict[str, str] = {}
+    for lab in labels:
+        me = info[lab]
+        if me["unmix"] is not True or me["method"] is None:
+            continue
+        cands = [o for o in labels if info[o]["unmix"] is False and info[o]["method"] == me["method"]
+                 and info[o]["epochs"] == me["epochs"]
+                 and info[o]["pretrain_dataset"] == me["pretrain_dataset"]]
+        if len(cands) == 1:
+            out[lab] = cands[0]
+    if not out:
+        return {}, None
+    pairs = "; ".join(f"{k} vs {v}" for k, v in out.items())
+    return out, ("Signed differences are to the same method and pretraining budget "
+                 f"without Un-Mix: {pairs}.")
+
+
+def _columns(groups: list[tuple[str, str | None]], metrics: list[Metric]) -> list[Column]:
+    cols: list[Column] = []
+    for title, bn in groups:
+        cols.append(Column(title, bn, None))
+        cols.extend(Column(title, bn, m) for m in metrics)
+    return cols
+
+
+def _build(key: str, kind: str, protocol: str, title: str, tex_title: str, runs: pd.DataFrame,
+           failed: pd.DataFrame, metrics: list[Metric], groups: list[tuple[str, str | None]],
+           lead_headers: list[str], baseline: str, higher_is_better: bool | None,
+           decimals: int) -> Table:
+    info = _label_info(runs)
+    labels = sorted(info, key=lambda lab: _row_sort_key(info[lab], lab))
+    if baseline not in ("auto", "none") and baseline in labels:  # the explicit baseline row first
+        labels.remove(baseline)
+        labels.insert(0, baseline)
+    cols = _columns(groups, metrics)
+    table = Table(key, kind, protocol, title, tex_title, cols, lead_headers, [], higher_is_better)
+    marker_of: dict[str, str] = {}
+    markers = _markers()
+
+    def note(text: str) -> str:
+        if text not in marker_of:
+            marker_of[text] = next(markers)
+            table.footnotes.append((marker_of[text], text))
+        return marker_of[text]
+
+    def group_runs(frame: pd.DataFrame, label: str, bn: str | None) -> pd.DataFrame:
+        sel = frame[frame.label == label]
+        return sel if bn is None and not groups[0][0] else sel[sel.bn_used.fillna("?") == (bn or "?")]
+
+    for label in labels:
+        lead = _lead(info[label])
+        row = Row(label, lead, [])
+        for col in cols:
+            sel = group_runs(runs, label, col.bn).sort_values("seed", key=lambda s: s.fillna(-1))
+            cell = Cell()
+            if col.is_n:
+                cell.values = [float(len(sel))]
+                cell.seeds = list(sel.seed)
+            else:
+                for _, r in sel.iterrows():
+                    if col.metric.key in r.metrics:
+                        cell.values.append(float(r.metrics[col.metric.key]))
+                        cell.seeds.append(r.seed)
+            if not col.is_n and cell.values:
+                cell.mean = statistics.fmean(cell.values)
+                cell.std = statistics.stdev(cell.values) if len(cell.values) > 1 else None
+                cell.n_differs = len(cell.values) != len(sel)
+            elif not col.is_n:
+                where = f"{label}, {protocol}" + (f", BN {col.bn}" if col.group else "")
+                bad = group_runs(failed, label, col.bn)
+                if len(bad):
+                    cell.note = note(f"{where}: no finished run ({len(bad)} failed or unfinished, "
+                                     "see Runs not tabulated).")
+                elif len(sel):
+                    cell.note = note(f"{where}: the records have no {col.metric.key!r} metric.")
+                else:
+                    cell.note = note(f"{where}: no run.")
+            row.cells.append(cell)
+        table.rows.append(row)
+
+    by_label = {r.label: r for r in table.rows}
+    base_of, table.diff_note = _resolve_baselines(labels, info, baseline)
+    for row in table.rows:
+        row.is_baseline = row.label in base_of.values()
+        row.baseline = base_of.get(row.label)
+        if row.baseline is None:
+            continue
+        base = by_label[row.baseline]
+        for col, cell, bcell in zip(cols, row.cells, base.cells):
+            if col.is_n or cell.mean is None or bcell.mean is None:
+                continue
+            cell.diff = cell.mean - bcell.mean
+            pc = paired_ci({s: v for s, v in zip(cell.seeds, cell.values) if s is not None},
+                           {s: v for s, v in zip(bcell.seeds, bcell.values) if s is not None})
+            if pc:
+                seeds, mean, sd, t, lo, hi = pc
+                table.paired.append(Paired(row.label, row.baseline, col.group, col.metric.text,
+                                           seeds, mean, sd, t, lo, hi))
+
+    if higher_is_better is not None:
+        for j, col in enumerate(cols):
+            shown = [(round_half_up(r.cells[j].mean, decimals), r.cells[j]) for r in table.rows
+                     if not col.is_n and r.cells[j].mean is not None]
+            if len(shown) < 2:
+                continue
+            best = (max if higher_is_better else min)(v for v, _ in shown)
+            for v, cell in shown:
+                cell.best = v == best
+
+    table.provenance = _provenance(runs, labels, groups, protocol)
+    return table
+
+
+def _lead(info: dict[str, Any]) -> dict[str, str]:
+    unmix = {True: "yes", False: "no"}.get(info["unmix"], "")
+    ep = info["epochs"]
+    if isinstance(ep, float) and ep == int(ep):  # pandas turns ints next to None into floats
+        ep = int(ep)
+    return {"Method": str(info["method"] or ""), "Un-Mix": unmix, "Arch": str(info["arch"] or ""),
+            "Epochs": "" if ep is None else str(ep)}
+
+
+def _provenance(runs: pd.DataFrame, labels: list[str], groups: list[tuple[str, str | None]],
+                protocol: str) -> list[str]:
+    lines = []
+    for label in labels:
+        sel = runs[runs.label == label]
+        shas = sorted({s[:12] for s in sel.sha256 if isinstance(s, str)})
+        sha = ("sha256 " + ", ".join(shas)) if shas else "sha256 unknown"
+        if len(shas) > 1:
+            sha += f" (WARNING: {len(shas)} different checkpoints under one label)"
+        parts = []
+        for title, bn in groups:
+            g = sel if not title else sel[sel.bn_used.fillna("?") == (bn or "?")]
+            if not len(g):
+                continue
+            seeds = _fmt_seeds(sorted(g.seed, key=lambda s: -1 if s is None else s))
+            head = f"{title}: " if title else ""
+            bn_text = ""
+            used = sorted({b for b in g.bn_used if isinstance(b, str)}) or ["unrecorded"]
+            req = sorted({b for b in g.bn_requested if isinstance(b, str)})
+            if title or used != ["unrecorded"]:
+                bn_text = f"BN {'/'.join(used)}"
+                if req and req != used:
+                    bn_text += f" (requested {'/'.join(req)})"
+                bn_text += ", "
+            parts.append(f"{head}{bn_text}seeds {seeds}")
+        lines.append(f"{label}: checkpoint {sha}; protocol {protocol}; " + "; ".join(parts) + ".")
+    return lines
+
+
+def _bn_groups(runs: pd.DataFrame, required: tuple[str, ...]) -> list[tuple[str, str | None]]:
+    present = {b if isinstance(b, str) else "?" for b in runs.bn_used}
+    modes = list(required) + sorted(present - set(required),
+                                    key=lambda b: (BN_ORDER.index(b) if b in BN_ORDER else 99, b))
+    return [(BN_TITLES.get(b, "BN unrecorded" if b == "?" else f"BN {b}"), b) for b in modes]
+
+
+def _metrics_present(runs: pd.DataFrame, known: dict[str, Metric]) -> list[Metric]:
+    keys = list(dict.fromkeys(k for m in runs.metrics for k in m))
+    ordered = [k for k in known if k in keys] + [k for k in keys if k not in known]
+    return [known.get(k, Metric(k, k, "")) for k in ordered]
+
+
+def _slug(*parts: Any) -> str:
+    text = "-".join(str(p) for p in parts if p)
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in text).strip("-").lower()
+
+
+def build_tables(runs: pd.DataFrame, baseline: str = "auto", decimals: int = 1) -> list[Table]:
+    """All tables, in the paper's order: detection (known protocols first), kNN/linear, flatness."""
+    usable = runs[(runs.status == "finished") & runs.superseded_by.isna()]
+    failed = runs[runs.status != "finished"]
+    tables: list[Table] = []
+
+    det = usable[usable.kind == "detection"]
+    names = [p for p in DETECTION_SPECS if p in set(det.protocol)]
+    names += sorted(set(det.protocol) - set(DETECTION_SPECS))
+    for name in names:
+        sel = det[det.protocol == name]
+        spec = DETECTION_SPECS.get(name)
+        if spec is None:
+            spec = TableSpec(f"Detection protocol {name}", "",
+                             tuple(_metrics_present(sel, {})))
+        tables.append(_build(_slug("detection", name), "detection", name, spec.title, spec.tex_title,
+                             sel, failed[(failed.kind == "detection") & (failed.protocol == name)],
+                             list(spec.metrics),
+                             _bn_groups(sel, spec.bn_modes), [], baseline, True, decimals))
+
+    for kind, title in (("linear", "Linear classification"), ("knn", "kNN classification")):
+        cls = usable[usable.kind == kind]
+        keys = cls[["protocol", "dataset"]].fillna("").drop_duplicates().itertuples(index=False)
+        for name, dataset in sorted(keys):
+            sel = cls[(cls.protocol == name) & (cls.dataset.fillna("") == dataset)]
+            on = f" on {dataset}" if dataset else ""
+            t = f"{title} accuracy (%), {name}{on}"
+            table = _build(_slug(kind, name, dataset), kind, name, t, "",
+                           sel, failed[(failed.kind == kind) & (failed.protocol == name)
+                                       & (failed.dataset.fillna("") == dataset)],
+                           _metrics_present(sel, CLASSIFICATION_METRICS), [("", None)],
+                           ["Method", "Un-Mix", "Arch", "Epochs"], baseline, True, decimals)
+            table.dataset = dataset or None
+            tables.append(table)
+
+    flat = usable[usable.kind == "flatness"]
+    for name in sorted(set(flat.protocol)):
+        sel = flat[flat.protocol == name]
+        t = f"Flatness of the softmax output, {name}"
+        tables.append(_build(_slug("flatness", name), "flatness", name, t, "", sel,
+                             failed[(failed.kind == "flatness") & (failed.protocol == name)],
+                             _metrics_present(sel, {}), [("", None)], [], baseline, None, decimals))
+    return tables
+
+
+def not_tabulated(runs: pd.DataFrame) -> pd.DataFrame:
+    """Failed, unfinished and superseded records, for the 'Runs not tabulated' list."""
+    out = runs[(runs.status != "finished") | runs.superseded_by.notna()].copy()
+    out["reason"] = [f"superseded by {r.superseded_by}" if r.status == "finished"
+                     else (f"{r.status}: {r.error}" if r.error else r.status)
+                     for r in out.itertuples()]
+    return out
