@@ -17,32 +17,42 @@ _applied: set[str] = set()
 
 
 def mmengine_safe_globals() -> list:
-    """The non-tensor classes mmengine writes into its checkpoints (meta, message hub, loops)."""
+    """The non-tensor objects mmengine 0.10.7 writes into its own checkpoints (measured by
+    disassembling a Runner checkpoint): HistoryBuffers in the message hub, numpy arrays and
+    scalars, numpy 2 dtype classes, and `getattr` (HistoryBuffer pickles its statistics methods
+    as `getattr(HistoryBuffer, 'min')`). The weights-only unpickler still calls only allow-listed
+    callables, so `getattr` results are never called."""
+    import builtins
+
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    safe: list = [HistoryBuffer, np.ndarray, np.dtype, np.core.multiarray._reconstruct]
-    # numpy 2 pickles scalars and dtypes through these:
-    safe += [np.core.multiarray.scalar]
-    safe += [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_,
-                                           np.uint8)]
-    return safe
+    try:
+        multiarray = np._core.multiarray  # numpy >= 2
+    except AttributeError:  # pragma: no cover - numpy 1.x
+        multiarray = np.core.multiarray
+    dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.float16, np.int64, np.int32,
+                                           np.int16, np.int8, np.uint8, np.bool_)]
+    return [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,
+            builtins.getattr, *dtypes]
 
 
 def fix_checkpoint_loading() -> None:
-    """mmengine's local-file loader under weights_only, with mmengine's own classes allowed."""
+    """mmengine's local-file loader under weights_only=True, allowing mmengine's own classes
+    only inside this loader (not process-wide, so other `torch.load` calls stay strict)."""
+    import os.path as osp
+
     import torch
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    torch.serialization.add_safe_globals(mmengine_safe_globals())
+    allowed = mmengine_safe_globals()
 
     def load_from_local(filename: str, map_location=None):
-        import os.path as osp
-
         filename = osp.expanduser(filename)
         if not osp.isfile(filename):
             raise FileNotFoundError(f"{filename} can not be found.")
-        return torch.load(filename, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(filename, map_location=map_location, weights_only=True)
 
     CheckpointLoader.register_scheme(prefixes="", loader=load_from_local, force=True)
 

@@ -20,6 +20,7 @@ import torchvision  # noqa: F401  (loads torchvision's C++ ops into torch.ops.to
 from torch import Tensor
 
 IS_STAND_IN = True  # lets `transfer.stack.mmcv_ops_kind` tell this module from compiled mmcv
+FLT_MIN = 1.1754943508222875e-38  # mmcv's kernels clamp with the float32 FLT_MIN whatever the dtype
 PROVIDED = ("nms", "roi_align_forward", "roi_align_backward", "sigmoid_focal_loss_forward",
             "sigmoid_focal_loss_backward", "get_compiler_version", "get_compiling_cuda_version")
 HOW_TO_FIX = ("install mmcv with compiled ops: `tools/setup.sh --compiled-mmcv` "
@@ -78,7 +79,7 @@ def _focal_terms(input: Tensor, target: Tensor, weight: Tensor):
     n, c = input.shape
     pos = target.view(-1, 1) == torch.arange(c, device=input.device).view(1, -1)  # (N, C)
     p = torch.sigmoid(input)
-    tiny = torch.finfo(input.dtype).tiny
+    tiny = FLT_MIN
     w = None
     if weight.numel() > 0:
         w = weight[target.clamp(max=weight.numel() - 1)].view(-1, 1)  # (N, 1), per-sample class weight

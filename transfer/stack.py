@@ -65,9 +65,23 @@ def ensure_stack(register_modules: bool = True) -> None:
     if register_modules:
         from mmdet.utils import register_all_modules
 
-        register_all_modules(init_default_scope=False)
+        register_all_modules(init_default_scope=True)  # so MODELS.build works outside a Runner
         # Our own registered modules (e.g. the CIFAR-stem backbone), where they exist yet.
         for name in ("transfer.backbones", "transfer.datasets", "transfer.metrics"):
             if importlib.util.find_spec(name) is not None:
                 importlib.import_module(name)
     _done = True
+
+
+def mmdet_config_path(relative: str) -> str:
+    """Absolute path of one of mmdet's own configs, e.g. 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+    (what `_base_ = 'mmdet::...'` resolves to; `Config.fromfile` does not take the prefix itself)."""
+    import os
+
+    import mmdet
+
+    path = os.path.join(os.path.dirname(mmdet.__file__), ".mim", "configs", relative)
+    if not os.path.isfile(path):
+        raise UnmixError(f"{path}: mmdet config not found (is mmdet {mmdet.__version__} installed "
+                         "with its configs? run tools/setup.sh)")
+    return path

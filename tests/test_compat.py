@@ -1,0 +1,63 @@
+"""Each fix in transfer/compat.py has a test here that fails without the fix."""
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from transfer.stack import ensure_stack
+
+ensure_stack()
+
+from mmengine.logging import MessageHub  # noqa: E402
+from mmengine.runner import checkpoint as mm_checkpoint  # noqa: E402
+from mmengine.runner.checkpoint import CheckpointLoader  # noqa: E402
+
+
+def mmengine_style_checkpoint(path):
+    """What mmengine's Runner.save_checkpoint writes: meta, state_dict and the message hub with
+    HistoryBuffers of numpy values (the part torch >= 2.6's weights_only loader rejects)."""
+    hub = MessageHub(name="compat-test")
+    hub.update_scalar("train/loss", np.float64(1.5))
+    hub.update_scalar("train/lr", 0.02)
+    hub.update_info("iter", 3)
+    torch.save({"meta": {"epoch": 1, "iter": 3, "seed": 0, "dataset_meta": {"classes": ("a",)}},
+                "state_dict": {"w": torch.ones(2)},
+                "message_hub": hub.state_dict()}, path)
+
+
+def test_mmengine_cannot_resume_its_own_checkpoint_without_the_fix(tmp_path):
+    path = tmp_path / "epoch_1.pth"
+    mmengine_style_checkpoint(path)
+    # mmengine's original loader (still importable, no longer registered) fails on torch >= 2.6
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        mm_checkpoint.load_from_local(str(path), map_location="cpu")
+
+
+def test_fixed_loader_reads_mmengine_checkpoints_under_weights_only(tmp_path):
+    path = tmp_path / "epoch_1.pth"
+    mmengine_style_checkpoint(path)
+    ckpt = CheckpointLoader.load_checkpoint(str(path), map_location="cpu")
+    assert ckpt["meta"]["iter"] == 3
+    hub = MessageHub(name="compat-test-2")
+    hub.load_state_dict(ckpt["message_hub"])
+    assert hub.get_scalar("train/loss").current() == 1.5
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("code from a checkpoint ran",))
+
+
+def test_fixed_loader_still_refuses_code_in_pickles(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {}, "payload": Evil()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        CheckpointLoader.load_checkpoint(str(path), map_location="cpu")
+
+
+def test_allowlist_is_scoped_to_the_mmengine_loader(tmp_path):
+    path = tmp_path / "epoch_1.pth"
+    mmengine_style_checkpoint(path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)  # other torch.load calls stay strict
