@@ -1,0 +1,287 @@
+"""Detection data on disk: layout checks with actionable errors, and VOC/COCO datasets that skip
+bad boxes with one summary warning instead of crashing a data-loader worker.
+
+- `check_voc_root(data_root, splits)` / `check_coco_root(data_root, splits)`: verify the layout
+  and that every listed image exists, *before* a Runner starts; raise `UnmixError` naming what
+  was expected where. `data_root` for VOC may be the directory holding `VOCdevkit/` or
+  `VOCdevkit/` itself (the returned `DataRoot` says which and gives mmdet's `data_root`).
+- `UnmixVOCDataset` / `UnmixCocoDataset`, registered in mmdet's DATASETS registry (use them as
+  `type='UnmixVOCDataset'` in configs): mmdet's loaders plus
+    * boxes with zero/negative width or height: skipped and counted (mmdet's CocoDataset already
+      skips them silently; its VOCDataset keeps them, which gives negative-area targets);
+    * boxes partly outside the image: clipped to it (VOC) or kept as mmdet keeps them (COCO,
+      clipped later by `Resize`), counted;
+    * boxes wholly outside the image: skipped and counted;
+    * listed images whose file is missing: `UnmixError` at dataset construction (main process).
+  After loading, one `SkippedAnnotationsWarning` (also written to the run's log) names the
+  annotation source and the counts with a few example files; `dataset.skip_counts` has the counts.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from unmix.errors import UnmixError
+
+DOC = "docs/detection-data-and-metrics.md"
+VOC_LAYOUT = "VOCdevkit/VOC2007/{JPEGImages,Annotations,ImageSets/Main}"
+COCO_LAYOUT = "annotations/instances_<split>.json and <split>/*.jpg"
+_MAX_LISTED = 5
+
+
+class SkippedAnnotationsWarning(UserWarning):
+    """Some boxes of a detection dataset were skipped or clipped while loading."""
+
+
+@dataclass
+class DataRoot:
+    path: Path                 # what to give mmdet as `data_root`
+    given: Path                # what the user gave
+    form: str                  # 'parent-of-VOCdevkit' | 'VOCdevkit' | 'coco'
+    num_images: dict[str, int] = field(default_factory=dict)  # split -> listed images
+
+    def describe(self) -> str:
+        counts = ", ".join(f"{s}: {n} images" for s, n in self.num_images.items())
+        how = {"parent-of-VOCdevkit": f"{self.given} contains VOCdevkit/",
+               "VOCdevkit": f"{self.given} is the VOCdevkit/ directory itself",
+               "coco": f"{self.given} is a COCO root"}[self.form]
+        return f"{how}; data_root={self.path} ({counts})"
+
+
+def _listing(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_MAX_LISTED])
+    more = f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""
+    return shown + more
+
+
+def _files_in(directory: Path) -> set[str]:
+    try:
+        return set(os.listdir(directory))
+    except FileNotFoundError:
+        return set()
+
+
+# ---------------------------------------------------------------------------------- checks
+
+def _split_spec(split: str) -> tuple[str, str]:
+    year, sep, name = split.partition("/")
+    if not sep or not year.startswith("VOC") or not name:
+        raise UnmixError(f"VOC split {split!r}: expected 'VOC<year>/<split>', e.g. 'VOC2007/test'")
+    return year, name
+
+
+def check_voc_root(data_root: str | os.PathLike,
+                   splits: Sequence[str] = ("VOC2007/trainval", "VOC2012/trainval", "VOC2007/test"),
+                   check_images: bool = True) -> DataRoot:
+    """Check a VOC root for `splits` ('VOC<year>/<split>' names); return where mmdet should look."""
+    given = Path(data_root).expanduser()
+    hint = f"(expected the VOCdevkit layout: {VOC_LAYOUT}; see {DOC})"
+    if not given.is_dir():
+        raise UnmixError(f"VOC data root {given}: no such directory {hint}")
+    years = sorted({_split_spec(s)[0] for s in splits})
+    if (given / "VOCdevkit").is_dir():
+        devkit, form = given / "VOCdevkit", "parent-of-VOCdevkit"
+    elif any((given / y).is_dir() for y in years) or given.name == "VOCdevkit":
+        devkit, form = given, "VOCdevkit"
+    else:
+        raise UnmixError(f"VOC data root {given}: neither VOCdevkit/ nor {'/, '.join(years)}/ "
+                         f"inside {hint}")
+    prefix = "VOCdevkit/" if form == "parent-of-VOCdevkit" else ""
+    found = DataRoot(devkit, given, form)
+    for split in splits:
+        year, name = _split_spec(split)
+        ydir = devkit / year
+        for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+            if not (ydir / sub).is_dir():
+                raise UnmixError(f"VOC data root {given}: missing {prefix}{year}/{sub}/ {hint}")
+        split_file = ydir / "ImageSets/Main" / f"{name}.txt"
+        if not split_file.is_file():
+            raise UnmixError(f"VOC data root {given}: missing {prefix}{year}/ImageSets/Main/"
+                             f"{name}.txt {hint}")
+        ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+        if not ids:
+            raise UnmixError(f"{split_file}: empty split file (expected one image id per line)")
+        found.num_images[split] = len(ids)
+        if not check_images:
+            continue
+        for sub, ext, what in (("JPEGImages", ".jpg", "images"), ("Annotations", ".xml", "annotations")):
+            present = _files_in(ydir / sub)
+            missing = [f"{i}{ext}" for i in ids if f"{i}{ext}" not in present]
+            if missing:
+                raise UnmixError(f"VOC data root {given}: {len(missing)} of {len(ids)} {what} listed "
+                                 f"in {prefix}{year}/ImageSets/Main/{name}.txt are missing from "
+                                 f"{prefix}{year}/{sub}/: {_listing(missing)} {hint}")
+    return found
+
+
+def check_coco_root(data_root: str | os.PathLike, splits: Sequence[str] = ("train2017", "val2017"),
+                    check_images: bool = True) -> DataRoot:
+    """Check a COCO root: annotations/instances_<split>.json and every image it lists."""
+    import json
+
+    given = Path(data_root).expanduser()
+    hint = f"(expected the COCO layout: {COCO_LAYOUT}; see {DOC})"
+    if not given.is_dir():
+        raise UnmixError(f"COCO data root {given}: no such directory {hint}")
+    found = DataRoot(given, given, "coco")
+    for split in splits:
+        ann = given / "annotations" / f"instances_{split}.json"
+        if not ann.is_file():
+            raise UnmixError(f"COCO data root {given}: missing annotations/instances_{split}.json {hint}")
+        if not (given / split).is_dir():
+            raise UnmixError(f"COCO data root {given}: missing image directory {split}/ {hint}")
+        try:
+            data = json.loads(ann.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UnmixError(f"{ann}: not valid COCO JSON ({e})") from None
+        if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
+            raise UnmixError(f"{ann}: not COCO instances JSON (needs images, annotations, categories)")
+        found.num_images[split] = len(data["images"])
+        if check_images:
+            present = _files_in(given / split)
+            missing = [im["file_name"] for im in data["images"] if im["file_name"] not in present
+                       and not (given / split / im["file_name"]).is_file()]
+            if missing:
+                raise UnmixError(f"COCO data root {given}: {len(missing)} of {len(data['images'])} "
+                                 f"images listed in annotations/instances_{split}.json are missing "
+                                 f"from {split}/: {_listing(missing)} {hint}")
+    return found
+
+
+# -------------------------------------------------------------------------------- datasets
+
+class _SkipReport:
+    """Counts of skipped/clipped boxes with example files, reported once per load."""
+
+    KINDS = {"degenerate": "skipped {n} box(es) with zero or negative width/height",
+             "outside": "skipped {n} box(es) wholly outside the image",
+             "clipped": "clipped {n} box(es) that cross the image border",
+             "kept_crossing": "kept {n} box(es) that cross the image border (clipped by Resize)"}
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, list[str]] = {}
+
+    def add(self, kind: str, where: str) -> None:
+        self.counts[kind] += 1
+        ex = self.examples.setdefault(kind, [])
+        if len(ex) < 3 and where not in ex:
+            ex.append(where)
+
+    def emit(self, source: str) -> None:
+        parts = [self.KINDS[k].format(n=n) + f" (e.g. {', '.join(self.examples[k])})"
+                 for k, n in self.counts.items() if n]
+        if not parts:
+            return
+        msg = f"{source}: " + "; ".join(parts)
+        warnings.warn(msg, SkippedAnnotationsWarning, stacklevel=3)
+        try:
+            from mmengine.logging import print_log
+
+            print_log(msg, logger="current", level=logging.WARNING)
+        except Exception:  # logging must never stop loading
+            pass
+
+
+def _missing_images(data_list: list[dict]) -> list[str]:
+    by_dir: dict[str, set[str]] = {}
+    missing = []
+    for info in data_list:
+        path = info["img_path"]
+        d, name = os.path.split(path)
+        if d not in by_dir:
+            by_dir[d] = _files_in(Path(d))
+        if name not in by_dir[d] and not os.path.isfile(path):
+            missing.append(path)
+    return missing
+
+
+def _register():
+    # Only the mmcv._ext stand-in is needed to import mmdet.datasets; the full ensure_stack()
+    # imports this module itself.
+    from transfer.stack import install_stand_in
+
+    install_stand_in()
+    from mmdet.datasets import CocoDataset, VOCDataset
+    from mmdet.registry import DATASETS
+
+    @DATASETS.register_module(force=True)
+    class UnmixVOCDataset(VOCDataset):
+        """mmdet's VOCDataset; bad boxes clipped/skipped and counted, missing images an error."""
+
+        def load_data_list(self) -> list[dict]:
+            self._skips = _SkipReport()
+            data_list = super().load_data_list()
+            missing = _missing_images(data_list)
+            if missing:
+                raise UnmixError(f"{self.ann_file}: {len(missing)} listed image(s) missing: "
+                                 f"{_listing(missing)} (see {DOC})")
+            self.skip_counts = dict(self._skips.counts)
+            self._skips.emit(f"VOC annotations of {self.ann_file}")
+            return data_list
+
+        def parse_data_info(self, img_info: dict) -> dict:
+            info = super().parse_data_info(img_info)
+            w, h = info["width"], info["height"]
+            where = os.path.basename(info["xml_path"])
+            kept = []
+            for inst in info["instances"]:
+                x1, y1, x2, y2 = inst["bbox"]
+                if x2 <= x1 or y2 <= y1:
+                    self._skips.add("degenerate", where)
+                    continue
+                cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+                if cx2 <= cx1 or cy2 <= cy1:
+                    self._skips.add("outside", where)
+                    continue
+                if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
+                    self._skips.add("clipped", where)
+                    inst = dict(inst, bbox=[cx1, cy1, cx2, cy2])
+                kept.append(inst)
+            info["instances"] = kept
+            return info
+
+    @DATASETS.register_module(force=True)
+    class UnmixCocoDataset(CocoDataset):
+        """mmdet's CocoDataset (which skips bad boxes silently); here they are counted and reported,
+        and missing images are an error."""
+
+        def load_data_list(self) -> list[dict]:
+            self._skips = _SkipReport()
+            data_list = super().load_data_list()
+            missing = _missing_images(data_list)
+            if missing:
+                raise UnmixError(f"{self.ann_file}: {len(missing)} listed image(s) missing: "
+                                 f"{_listing(missing)} (see {DOC})")
+            self.skip_counts = dict(self._skips.counts)
+            self._skips.emit(f"COCO annotations {self.ann_file}")
+            return data_list
+
+        def parse_data_info(self, raw_data_info: dict) -> dict:
+            # Classify with the same predicates CocoDataset.parse_data_info uses to skip, so the
+            # counts match what it drops; the skipping itself stays mmdet's.
+            img = raw_data_info["raw_img_info"]
+            where = f"image id {img['img_id']} ({img.get('file_name', '?')})"
+            for ann in raw_data_info["raw_ann_info"]:
+                if ann.get("ignore", False) or ann.get("category_id") not in self.cat_ids:
+                    continue
+                x1, y1, w, h = ann["bbox"]
+                inter_w = max(0, min(x1 + w, img["width"]) - max(x1, 0))
+                inter_h = max(0, min(y1 + h, img["height"]) - max(y1, 0))
+                if ann.get("area", 0) <= 0 or w < 1 or h < 1:
+                    self._skips.add("degenerate", where)
+                elif inter_w * inter_h == 0:
+                    self._skips.add("outside", where)
+                elif x1 < 0 or y1 < 0 or x1 + w > img["width"] or y1 + h > img["height"]:
+                    self._skips.add("kept_crossing", where)
+            return super().parse_data_info(raw_data_info)
+
+    return UnmixVOCDataset, UnmixCocoDataset
+
+
+UnmixVOCDataset, UnmixCocoDataset = _register()
