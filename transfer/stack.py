@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 
 from unmix.errors import UnmixError
@@ -36,8 +37,12 @@ def mmcv_ops_kind() -> str:
 
 
 def install_stand_in() -> bool:
-    """Register our kernels as `mmcv._ext` unless compiled mmcv provides them. True if installed."""
-    if _compiled_ext_present():
+    """Register our kernels as `mmcv._ext` unless compiled mmcv provides them. True if installed.
+
+    `UNMIX_MMCV_OPS=stand-in` forces the stand-in even over compiled mmcv (to compare the two
+    side by side: benchmarks/bench_mmcv_ops.py)."""
+    forced = os.environ.get("UNMIX_MMCV_OPS", "") == "stand-in"
+    if _compiled_ext_present() and not forced:
         return False
     if "mmcv.ops" in sys.modules and "mmcv._ext" not in sys.modules:
         raise UnmixError("mmcv.ops was imported before transfer.stack.ensure_stack(); "
