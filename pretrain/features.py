@@ -1,0 +1,293 @@
+"""Frozen-encoder feature extraction, and the plumbing `unmix knn|linear|flatness` share.
+
+`extract_features` is the one way the three evaluations turn images into features: encoder in
+eval mode (batch norm uses its running statistics, as a frozen backbone should), no gradients,
+pooled (N, C) float32 features gathered on the CPU with their labels.
+
+The rest is what the three commands have in common: the common options, reading any checkpoint
+through `transfer.convert` (so every format the converter knows works here), building a data
+loader with clear errors for bad input, the work dir with its log file, and the record's
+`checkpoint` block.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from unmix.errors import UnmixError
+
+# Which split is the "test" side when the user does not say; the train side is always 'train'.
+DEFAULT_TEST_SPLIT = {"cifar10": "test", "cifar100": "test", "stl10": "test"}
+FALLBACK_TEST_SPLIT = "val"  # tiny-imagenet, imagenet, imagenet100, folder
+
+
+def _progress(iterable, desc: str, total: int | None = None):
+    """tqdm when it is installed and stderr is a terminal or a log is wanted; a plain pass-through
+    otherwise. tqdm writes to stderr, so stdout stays parseable."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return iterable
+    disable = os.environ.get("UNMIX_NO_PROGRESS") == "1"
+    return tqdm(iterable, desc=desc, total=total, disable=disable, leave=False, dynamic_ncols=True,
+                mininterval=2.0 if not sys.stderr.isatty() else 0.1)
+
+
+@torch.no_grad()
+def extract_features(encoder: nn.Module, loader, device: str | torch.device, amp: bool = False,
+                     desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
+    """Run a frozen encoder over `loader` and return `(feats, labels)`.
+
+    Shape: feats (N, C) float32 on the CPU, labels (N,) int64 on the CPU, in loader order.
+
+    The encoder is put in eval mode (and left in it); `amp` uses bfloat16 autocast on CUDA (the
+    features are still returned in float32).
+    """
+    device = torch.device(device)
+    encoder.eval()
+    feats: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
+    use_amp = amp and device.type == "cuda"
+    total = len(loader) if hasattr(loader, "__len__") else None
+    for images, targets in _progress(loader, desc, total):
+        images = images.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            out = encoder(images)
+        if out.dim() > 2:  # an encoder that returns maps: pool like the ResNet head does
+            out = torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
+        feats.append(out.float().cpu())
+        labels.append(torch.as_tensor(targets).long().cpu())
+    if not feats:
+        raise UnmixError("the dataset is empty: no images to extract features from")
+    return torch.cat(feats), torch.cat(labels)
+
+
+# --------------------------------------------------------------------------------------------
+# Command-line plumbing shared by knn, linear and flatness.
+
+def add_data_arguments(parser: argparse.ArgumentParser, train_split: bool = True) -> None:
+    parser.add_argument("--dataset", required=True,
+                        help="cifar10, cifar100, stl10, tiny-imagenet, imagenet, imagenet100, folder")
+    parser.add_argument("--data-root", required=True, help="the dataset's directory")
+    if train_split:
+        parser.add_argument("--train-split", default="train",
+                            help="split used for training / the kNN bank")
+    parser.add_argument("--test-split", default=None,
+                        help="split evaluated (default: 'test' for CIFAR/STL-10, else 'val')")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="evaluation crop size (default: the dataset's native size, 224 for "
+                        "ImageNet and image folders)")
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", default=None, help="encoder architecture when the checkpoint "
+                        "does not say (resnet18, resnet50, ...)")
+    parser.add_argument("--format", dest="fmt", default=None,
+                        help="checkpoint format when auto-detection is not enough (see docs/convert.md)")
+    parser.add_argument("--encoder", default=None,
+                        help="which encoder of a multi-encoder checkpoint (e.g. query / momentum)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="allow full pickle loading of a checkpoint you trust")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, many: bool = False) -> None:
+    parser.add_argument("--work-dir", default=None, help="where the record and log go "
+                        "(default: work_dirs/<kind>/<label>_<dataset>)")
+    if many:
+        parser.add_argument("--label", action="append", default=None,
+                            help="name of each checkpoint in records and reports, once per "
+                            "checkpoint in order (default: the file names without extension)")
+    else:
+        parser.add_argument("--label", default=None, help="name of the checkpoint in records and "
+                            "reports (default: the file name without extension)")
+    parser.add_argument("--batch-size", type=int, default=256, help="images per feature batch")
+    parser.add_argument("--workers", type=int, default=4, help="data-loader worker processes")
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast for the frozen encoder (CUDA)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def resolve_device(device: str | None) -> str:
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UnmixError(f"--device {device}: CUDA is not available on this machine")
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise UnmixError(f"--device {device!r}: not a device name (cpu, cuda, cuda:N)") from None
+    return device
+
+
+def label_for(path: str | os.PathLike, label: str | None) -> str:
+    if label:
+        return label
+    return Path(path).name.split(".")[0] or Path(path).name
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "run"
+
+
+def default_work_dir(kind: str, label: str, dataset: str) -> Path:
+    return Path("work_dirs") / kind / f"{safe_name(label)}_{safe_name(dataset)}"
+
+
+def _data_api():
+    try:
+        from pretrain import data
+    except ModuleNotFoundError as e:  # pragma: no cover - until pretrain.data lands
+        raise UnmixError(f"pretrain.data is not available ({e}); cannot read datasets") from None
+    return data
+
+
+def check_dataset(name: str, root: str | os.PathLike) -> None:
+    """Fail early, in one line, on an unknown dataset name or a missing data root."""
+    _data_api().spec(name)  # UnmixError naming the choices
+    if not Path(root).expanduser().is_dir():
+        raise UnmixError(f"{root}: data root does not exist or is not a directory")
+
+
+def test_split(name: str, split: str | None) -> str:
+    return split or DEFAULT_TEST_SPLIT.get(name, FALLBACK_TEST_SPLIT)
+
+
+def eval_transform(name: str, size: int | None = None):
+    return _data_api().eval_transform(name, size)
+
+
+def build_dataset(name: str, root: str | os.PathLike, split: str, transform=None,
+                  image_size: int | None = None):
+    """`pretrain.data.build_dataset` (eval transform unless given), with data errors turned into
+    one-line UnmixErrors."""
+    data = _data_api()
+    if transform is None:
+        transform = data.eval_transform(name, image_size)
+    try:
+        return data.build_dataset(name, str(root), split, transform=transform, download=False)
+    except UnmixError:
+        raise
+    except (FileNotFoundError, RuntimeError, KeyError, ValueError, OSError) as e:
+        msg = " ".join(str(e).split()) or type(e).__name__
+        raise UnmixError(f"{root}: cannot read {name} split {split!r}: {msg}") from None
+
+
+def num_classes_of(name: str, dataset) -> int:
+    """Class count: from pretrain.data, or from the dataset object for image folders."""
+    return int(_data_api().num_classes(name, dataset))
+
+
+def make_loader(dataset, batch_size: int, workers: int, shuffle: bool = False, seed: int = 0,
+                device: str = "cpu", drop_last: bool = False) -> DataLoader:
+    if len(dataset) == 0:
+        raise UnmixError("the dataset split is empty")
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                      pin_memory=str(device).startswith("cuda"), drop_last=drop_last,
+                      generator=gen, persistent_workers=workers > 0)
+
+
+def check_checkpoint(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise UnmixError(f"{path}: no such checkpoint file")
+    if not path.is_file():
+        raise UnmixError(f"{path}: not a checkpoint file (it is a directory)")
+    return path
+
+
+def load_encoder(path: str | os.PathLike, arch: str | None = None, fmt: str | None = None,
+                 encoder: str | None = None, trust_pickle: bool = False) -> tuple[nn.Module, dict]:
+    """Any checkpoint `transfer.convert` reads -> (ResNet encoder, the record's checkpoint block).
+
+    The checkpoint block is {label (filled by the caller), path, sha256, format, arch, stem,
+    pretrain}; `pretrain` is {method, unmix, epochs, dataset} for our own pretraining checkpoints
+    and None for foreign ones.
+    """
+    path = check_checkpoint(path)
+    try:
+        from transfer.convert import build_encoder, convert_file
+    except ModuleNotFoundError as e:  # pragma: no cover - until transfer.convert lands
+        raise UnmixError(f"transfer.convert is not available ({e}); cannot read checkpoints") from None
+    # verify=False: verification builds mmdet's ResNet to compare against; evaluation uses our own
+    # encoder only, and a broken detection stack must not stop `unmix knn`.
+    conv = convert_file(str(path), arch=arch, fmt=fmt, encoder=encoder, trust_pickle=trust_pickle,
+                        verify=False)
+    model = build_encoder(conv)
+    meta = dict(getattr(conv, "meta", None) or {})
+    pretrain = None
+    if meta.get("method"):
+        pretrain = {k: meta.get(k) for k in ("method", "unmix", "epochs", "dataset")}
+    sha = meta.get("source_sha256")
+    if not sha:
+        from unmix.records import sha256_file
+
+        sha = sha256_file(path)
+    block = {"label": None, "path": str(path.resolve()), "sha256": sha,
+             "format": getattr(conv, "format", None), "arch": getattr(conv, "arch", None),
+             "stem": getattr(conv, "stem", None), "pretrain": pretrain}
+    return model, block
+
+
+@contextlib.contextmanager
+def work_dir_log(work_dir: str | os.PathLike, name: str) -> Iterator[logging.Logger]:
+    """A logger writing to `work_dir/<name>.log` and to stderr, for the length of a command."""
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    logger = logging.getLogger(f"unmix.{name}.{id(work_dir)}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    handlers: list[logging.Handler] = [logging.FileHandler(work_dir / f"{name}.log", encoding="utf-8"),
+                                       logging.StreamHandler(sys.stderr)]
+    for h in handlers:
+        h.setFormatter(fmt)
+        logger.addHandler(h)
+    try:
+        yield logger
+    finally:
+        for h in handlers:
+            logger.removeHandler(h)
+            h.close()
+
+
+def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
+    """Percent of rows whose label is among the `k` highest scores, as {'top1': .., 'top5': ..}.
+
+    Shape: scores (N, C), labels (N,). With fewer than k classes, top-k is over all C classes.
+    """
+    out: dict[str, float] = {}
+    n = labels.numel()
+    maxk = min(max(ks), scores.size(1))
+    top = scores.topk(maxk, dim=1).indices
+    hit = top.eq(labels.view(-1, 1).to(top.device))
+    for k in ks:
+        out[f"top{k}"] = 100.0 * hit[:, :min(k, maxk)].any(dim=1).float().sum().item() / max(n, 1)
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def describe_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if not k.startswith("_")}

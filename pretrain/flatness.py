@@ -1,0 +1,182 @@
+"""`unmix flatness`: how flat are an encoder's output distributions (seed 002, Figure 5)?
+
+Figure 5 of the first Un-Mix paper plots, for ResNet-50 encoders pretrained with MoCo and with
+Un-Mix, "the sorted distribution of 2048 dimension outputs from the last layer" on the ImageNet
+val set, with the maximum probabilities marked: the Un-Mix curve is flatter (lower max). 2048 is
+the width of ResNet-50's pooled features (MoCo's projection fc is 128-d), so the outputs used here
+are the encoder's pooled features, the same tensor kNN and the linear probe see; a projection
+head, if the checkpoint has one, is not part of the converted encoder and is not used.
+
+Per image: softmax(features / T) over the C feature dimensions, sorted in descending order. Per
+checkpoint: the mean sorted curve (`details.sorted_probs`, C numbers), and statistics of the
+per-image max probability and entropy.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from pretrain import features as fx
+from unmix import atomic, records
+from unmix.errors import UnmixError
+
+
+def sorted_softmax(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Shape: logits (N, C) -> softmax(logits / T) per row, sorted descending, (N, C) float32."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    return torch.softmax(logits.float() / temperature, dim=1).sort(dim=1, descending=True).values
+
+
+def flatness_stats(logits: torch.Tensor, temperature: float = 1.0) -> dict:
+    """Statistics of the sorted softmax distributions of `logits` (N, C).
+
+    Returns {'sorted_probs': (C,) mean over images of the sorted probabilities,
+    'max_prob': (N,), 'entropy': (N,) in nats, 'num_classes': C}.
+    """
+    p = sorted_softmax(logits, temperature)
+    entropy = -(p * p.clamp_min(1e-30).log()).sum(dim=1)
+    return {"sorted_probs": p.double().mean(0).float(), "max_prob": p[:, 0], "entropy": entropy,
+            "num_classes": p.size(1)}
+
+
+def flatness_metrics(stats: dict) -> dict[str, float]:
+    """Percentages, as every record metric is: max-probability mean/median/std in percent, and
+    the mean entropy in percent of the uniform distribution's (log C), so that encoders of
+    different widths compare."""
+    mp = stats["max_prob"].double()
+    log_c = math.log(stats["num_classes"]) if stats["num_classes"] > 1 else 1.0
+    return {"max_prob_mean": 100.0 * mp.mean().item(),
+            "max_prob_median": 100.0 * mp.median().item(),
+            "max_prob_std": 100.0 * mp.std(unbiased=False).item(),
+            "entropy_mean": 100.0 * stats["entropy"].double().mean().item() / log_c}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
+                        help="one or more checkpoints `unmix convert` reads (e.g. MoCo and Un-Mix)")
+    fx.add_data_arguments(parser, train_split=False)
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="softmax temperature applied to the features (default 1, as in Fig. 5)")
+    parser.add_argument("--head", type=int, default=16,
+                        help="how many of the largest sorted probabilities to print (default 16)")
+    fx.add_checkpoint_arguments(parser)
+    fx.add_run_arguments(parser, many=True)
+
+
+def _protocol_name(dataset: str, split: str, temperature: float) -> str:
+    return f"flatness-{dataset}-{split}" + ("" if temperature == 1.0 else f"-T{temperature:g}")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.temperature <= 0:
+        raise UnmixError(f"--temperature {args.temperature}: must be positive")
+    labels = args.label or []
+    if labels and len(labels) != len(args.checkpoints):
+        raise UnmixError(f"--label given {len(labels)} times for {len(args.checkpoints)} checkpoints")
+    labels = [fx.label_for(c, labels[i] if labels else None) for i, c in enumerate(args.checkpoints)]
+    if len(set(labels)) != len(labels):
+        raise UnmixError(f"checkpoint labels must be distinct, got {', '.join(labels)} (use --label)")
+    for c in args.checkpoints:
+        fx.check_checkpoint(c)
+    device = fx.resolve_device(args.device)
+    fx.check_dataset(args.dataset, args.data_root)
+    split = fx.test_split(args.dataset, args.test_split)
+    dataset = fx.build_dataset(args.dataset, args.data_root, split, image_size=args.image_size)
+    work_root = Path(args.work_dir) if args.work_dir else Path("work_dirs") / "flatness" / fx.safe_name(args.dataset)
+    name = _protocol_name(args.dataset, split, args.temperature)
+
+    rows, curves, failures = [], {}, 0
+    with fx.work_dir_log(work_root, "flatness") as log:
+        log.info("flatness: %d checkpoint(s) on %s [%s], T=%g, device %s", len(labels), args.dataset,
+                 split, args.temperature, device)
+        for ckpt_path, label in zip(args.checkpoints, labels):
+            encoder, ckpt = fx.load_encoder(ckpt_path, args.arch, args.fmt, args.encoder, args.trust_pickle)
+            ckpt["label"] = label
+            protocol = {"name": name, "task": "flatness", "dataset": args.dataset, "train_split": None,
+                        "test_split": split, "seed": args.seed, "temperature": args.temperature,
+                        "outputs": "pooled encoder features", "batch_size_total": args.batch_size,
+                        "image_size": args.image_size}
+            record = records.new_record("flatness", ckpt, protocol, env=records.env_info(device))
+            work_dir = work_root / fx.safe_name(label)
+            t0 = time.time()
+            try:
+                fx.seed_everything(args.seed)
+                feats, _ = fx.extract_features(
+                    encoder.to(device),
+                    fx.make_loader(dataset, args.batch_size, args.workers, device=device),
+                    device, args.amp, desc=label)
+                stats = flatness_stats(feats, args.temperature)
+                metrics = flatness_metrics(stats)
+            except UnmixError:
+                raise
+            except Exception as e:
+                records.write(records.fail(record, e), work_dir)
+                log.info("%s: failed: %s", label, e)
+                failures += 1
+                continue
+            finally:
+                encoder.cpu()
+            curve = [float(f"{v:.6g}") for v in stats["sorted_probs"].tolist()]
+            ent = stats["entropy"].double()
+            record["details"] = {
+                "sorted_probs": curve, "num_images": int(feats.size(0)), "feature_dim": int(feats.size(1)),
+                "entropy_mean_nats": ent.mean().item(), "entropy_max_nats": math.log(feats.size(1)),
+                "max_prob_quantiles": {str(q): stats["max_prob"].double().quantile(q).item()
+                                       for q in (0.05, 0.25, 0.5, 0.75, 0.95)},
+                "feature_nonzero_frac": (feats > 0).float().mean().item(),
+            }
+            records.finish(record, metrics, wall_time_s=round(time.time() - t0, 3))
+            path = records.write(record, work_dir)
+            log.info("%s: max prob mean %.4f%% median %.4f%% std %.4f%%, entropy %.2f%% of log C -> %s",
+                     label, metrics["max_prob_mean"], metrics["max_prob_median"],
+                     metrics["max_prob_std"], metrics["entropy_mean"], path)
+            rows.append((label, metrics, curve))
+            curves[label] = curve
+        if rows:
+            print(comparison_table(rows, args.head))
+            plot = _plot(curves, work_root / "flatness.png", name)
+            if plot:
+                log.info("plot -> %s", plot)
+    return 1 if failures else 0
+
+
+def comparison_table(rows: list[tuple[str, dict, list[float]]], head: int = 16) -> str:
+    """Plain-text side-by-side comparison (stdout)."""
+    width = max(len("checkpoint"), *(len(r[0]) for r in rows))
+    lines = [f"{'checkpoint':<{width}}  {'max%mean':>9} {'max%median':>10} {'max%std':>8} "
+             f"{'H%logC':>7}  top sorted probs (%)"]
+    for label, m, curve in rows:
+        top = " ".join(f"{100 * v:.3g}" for v in curve[:head])
+        lines.append(f"{label:<{width}}  {m['max_prob_mean']:>9.4f} {m['max_prob_median']:>10.4f} "
+                     f"{m['max_prob_std']:>8.4f} {m['entropy_mean']:>7.2f}  {top}")
+    return "\n".join(lines)
+
+
+def _plot(curves: dict[str, list[float]], path: Path, title: str) -> Path | None:
+    """Figure 5 shape: sorted mean probability against rank, max probability dotted."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - matplotlib is a dependency
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for i, (label, curve) in enumerate(curves.items()):
+        line, = ax.plot(range(1, len(curve) + 1), curve, label=label, lw=1.2)
+        ax.axhline(curve[0], ls=":", color=line.get_color(), lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("rank of output dimension (sorted per image)")
+    ax.set_ylabel("mean softmax probability")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path

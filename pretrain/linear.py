@@ -1,0 +1,340 @@
+"""`unmix linear`: linear-probe accuracy of a frozen encoder.
+
+Protocols (`PROTOCOLS`, chosen by `--protocol`, default by dataset):
+
+- `imagenet`: MoCo's `main_lincls` (He et al. 2020), which the final Un-Mix ImageNet numbers use:
+  100 epochs, SGD momentum 0.9, lr 30, x0.1 at epochs 60 and 80, weight decay 0, batch 256,
+  RandomResizedCrop(224) + flip, single centre crop for validation.
+- `imagenet-first`: seed 002 section 4.2, ImageNet-1K: as `imagenet` but lr drops at 60, 80, 90.
+- `imagenet100`: seed 002 section 4.2, ImageNet-100: 60 epochs, lr 10, x0.1 at 30, 40, 50, wd 0.
+- `cifar` (CIFAR-10/100, STL-10, Tiny ImageNet, image folders): no paper gives one, so ours is
+  chosen for speed and for comparability across methods: features of the un-augmented train
+  set are computed once, standardised per dimension with the train mean/std (a fixed affine map,
+  foldable into the linear layer, so the probe is still a single linear layer with no BN; it makes
+  one lr work for encoders whose feature scales differ by orders of magnitude, which is why MoCo
+  needs lr 30 and other methods do not), then a linear layer is trained 100 epochs with SGD
+  momentum 0.9, lr 0.1, cosine decay to 0, weight decay 0, batch 256.
+
+With augmentation (the ImageNet protocols; `--aug` elsewhere) the frozen encoder runs in eval mode
+on every augmented batch of every epoch; without (`--no-aug`) features are precomputed once and
+the probe trains on the cached tensors, which is orders of magnitude faster on a CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+from typing import Callable, Iterable, NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pretrain import features as fx
+from unmix import atomic, records
+from unmix.errors import UnmixError
+
+
+class Protocol(NamedTuple):
+    epochs: int
+    lr: float
+    schedule: str                   # 'step' (x0.1 at each milestone) or 'cosine' (to 0)
+    milestones: tuple[int, ...]
+    momentum: float
+    weight_decay: float
+    batch_size: int
+    aug: bool                       # train-time RandomResizedCrop/RandomCrop + flip
+    feature_norm: str               # 'none' or 'standardize' (train mean/std, fixed)
+    source: str
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "imagenet": Protocol(100, 30.0, "step", (60, 80), 0.9, 0.0, 256, True, "none",
+                         "MoCo main_lincls (He et al. 2020), used by the final Un-Mix ImageNet results"),
+    "imagenet-first": Protocol(100, 30.0, "step", (60, 80, 90), 0.9, 0.0, 256, True, "none",
+                               "seed 002 section 4.2, ImageNet-1K"),
+    "imagenet100": Protocol(60, 10.0, "step", (30, 40, 50), 0.9, 0.0, 256, True, "none",
+                            "seed 002 section 4.2, ImageNet-100"),
+    "cifar": Protocol(100, 0.1, "cosine", (), 0.9, 0.0, 256, False, "standardize",
+                      "unmix: cached frozen features, standardised, SGD + cosine (docs/evaluation.md)"),
+}
+DEFAULT_PROTOCOL = {"imagenet": "imagenet", "imagenet100": "imagenet100"}  # everything else: cifar
+
+
+class LinearProbe(nn.Module):
+    """`fc((x - mean) / std)`: one linear layer; mean/std are fixed buffers (0/1 unless the
+    protocol standardises), so the probe is equivalent to a single affine map of the features."""
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+        self.fc = nn.Linear(dim, num_classes)
+        nn.init.normal_(self.fc.weight, std=0.01)  # MoCo's init of the linear classifier
+        nn.init.zeros_(self.fc.bias)
+
+    def set_standardization(self, feats: torch.Tensor, eps: float = 1e-6) -> None:
+        """Shape: feats (N, dim) training features."""
+        self.mean.copy_(feats.mean(0))
+        self.std.copy_(feats.std(0, unbiased=False).clamp_min(eps))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc((x - self.mean) / self.std)
+
+
+def lr_at(epoch: int, base_lr: float, epochs: int, schedule: str, milestones: tuple[int, ...]) -> float:
+    """Learning rate for 0-based `epoch` (constant within an epoch, as in MoCo's main_lincls)."""
+    if schedule == "step":
+        return base_lr * 0.1 ** sum(epoch >= m for m in milestones)
+    if schedule == "cosine":
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+    raise ValueError(f"unknown schedule {schedule!r}")
+
+
+def cached_batches(feats: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                   seed: int) -> Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]:
+    """Shuffled mini-batches of precomputed features; epoch e uses permutation seed + e."""
+    def batches(epoch: int):
+        g = torch.Generator().manual_seed(seed + epoch)
+        perm = torch.randperm(feats.size(0), generator=g)
+        for i in range(0, feats.size(0), batch_size):
+            idx = perm[i:i + batch_size]
+            yield feats[idx], labels[idx]
+    return batches
+
+
+def train_linear(probe: LinearProbe, batches: Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]],
+                 epochs: int, lr: float, schedule: str = "step", milestones: tuple[int, ...] = (),
+                 momentum: float = 0.9, weight_decay: float = 0.0, device: str | torch.device = "cpu",
+                 start_epoch: int = 0, optimizer: torch.optim.Optimizer | None = None,
+                 on_epoch: Callable[[int, float, torch.optim.Optimizer], None] | None = None) -> list[float]:
+    """Train `probe` with SGD + cross-entropy on `batches(epoch)` of (features, labels).
+
+    Returns the mean training loss of each epoch. `on_epoch(epoch, loss, optimizer)` runs after
+    each epoch (logging, checkpointing). Only the probe's `fc` is optimised.
+    """
+    device = torch.device(device)
+    probe.to(device).train()
+    opt = optimizer or torch.optim.SGD(probe.fc.parameters(), lr=lr, momentum=momentum,
+                                       weight_decay=weight_decay)
+    losses: list[float] = []
+    for epoch in range(start_epoch, epochs):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(epoch, lr, epochs, schedule, milestones)
+        total, count = 0.0, 0
+        for x, y in batches(epoch):
+            x, y = x.to(device, non_blocking=True).float(), y.to(device, non_blocking=True)
+            loss = F.cross_entropy(probe(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * y.numel()
+            count += y.numel()
+        if count == 0:
+            raise UnmixError("no training batches (empty training set?)")
+        if not math.isfinite(total):
+            raise UnmixError(f"linear probe diverged at epoch {epoch + 1} (loss {total}); lower --lr")
+        losses.append(total / count)
+        if on_epoch is not None:
+            on_epoch(epoch, losses[-1], opt)
+    return losses
+
+
+@torch.no_grad()
+def predict(probe: nn.Module, feats: torch.Tensor, device: str | torch.device = "cpu",
+            batch_size: int = 4096) -> torch.Tensor:
+    """Shape: feats (N, D) -> logits (N, C) on the CPU."""
+    probe.to(device).eval()
+    return torch.cat([probe(feats[i:i + batch_size].to(device).float()).cpu()
+                      for i in range(0, feats.size(0), batch_size)])
+
+
+def train_transform(dataset: str, size: int | None = None):
+    """MoCo's linear-probe augmentation for ImageNet-size data (RandomResizedCrop + flip); for
+    small images (CIFAR, STL-10, Tiny ImageNet) the usual RandomCrop with padding + flip, since a
+    0.08-1 area crop of a 32-px image destroys most of it."""
+    from torchvision import transforms as T
+
+    from pretrain import data
+
+    size = size or data.IMAGE_SIZE[dataset]
+    crop = (T.RandomResizedCrop(size) if size >= 224
+            else T.RandomCrop(size, padding=max(size // 8, 1), pad_if_needed=True))
+    pre = [] if size >= 224 else [T.Resize(size), T.CenterCrop(size)]  # folders of odd sizes
+    return T.Compose(pre + [crop, T.RandomHorizontalFlip(), T.ToTensor(), data.normalize(dataset)])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="any checkpoint `unmix convert` reads")
+    fx.add_data_arguments(parser)
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), default=None,
+                        help="imagenet (MoCo), imagenet-first / imagenet100 (seed 002 4.2), cifar "
+                        "(default: imagenet for imagenet, imagenet100 for imagenet100, else cifar)")
+    parser.add_argument("--aug", action=argparse.BooleanOptionalAction, default=None,
+                        help="train-time augmentation (default: the protocol's); --no-aug trains "
+                        "on features cached once (fast)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
+    parser.add_argument("--lr", type=float, default=None, help="override the protocol's lr")
+    parser.add_argument("--train-batch-size", type=int, default=None,
+                        help="override the protocol's training batch size (256)")
+    fx.add_checkpoint_arguments(parser)
+    fx.add_run_arguments(parser)
+
+
+def _protocol_name(base: str, p: Protocol, epochs: int, lr: float, bs: int, aug: bool) -> str:
+    name = f"linear-{base}"
+    if aug != p.aug:
+        name += "-aug" if aug else "-noaug"
+    if epochs != p.epochs:
+        name += f"-e{epochs}"
+    if lr != p.lr:
+        name += f"-lr{lr:g}"
+    if bs != p.batch_size:
+        name += f"-b{bs}"
+    return name
+
+
+def run(args: argparse.Namespace) -> int:
+    base = args.protocol or DEFAULT_PROTOCOL.get(args.dataset, "cifar")
+    p = PROTOCOLS[base]
+    epochs = p.epochs if args.epochs is None else args.epochs
+    lr = p.lr if args.lr is None else args.lr
+    bs = p.batch_size if args.train_batch_size is None else args.train_batch_size
+    aug = p.aug if args.aug is None else args.aug
+    if epochs < 1:
+        raise UnmixError(f"--epochs {epochs}: must be at least 1")
+    if lr <= 0 or bs < 1:
+        raise UnmixError(f"--lr {lr} / --train-batch-size {bs}: must be positive")
+    device = fx.resolve_device(args.device)
+    fx.check_dataset(args.dataset, args.data_root)
+    label = fx.label_for(args.checkpoint, args.label)
+    test_split = fx.test_split(args.dataset, args.test_split)
+    encoder, ckpt = fx.load_encoder(args.checkpoint, args.arch, args.fmt, args.encoder, args.trust_pickle)
+    ckpt["label"] = label
+    train_tf = train_transform(args.dataset, args.image_size) if aug else None
+    train_set = fx.build_dataset(args.dataset, args.data_root, args.train_split, transform=train_tf,
+                                 image_size=args.image_size)
+    test_set = fx.build_dataset(args.dataset, args.data_root, test_split, image_size=args.image_size)
+    num_classes = fx.num_classes_of(args.dataset, train_set)
+
+    work_dir = Path(args.work_dir) if args.work_dir else fx.default_work_dir("linear", label, args.dataset)
+    protocol = {"name": _protocol_name(base, p, epochs, lr, bs, aug), "task": "classification",
+                "base_protocol": base, "dataset": args.dataset, "train_split": args.train_split,
+                "test_split": test_split, "seed": args.seed, "epochs": epochs, "lr": lr,
+                "batch_size_total": bs, "schedule": p.schedule, "milestones": list(p.milestones),
+                "momentum": p.momentum, "weight_decay": p.weight_decay, "aug": aug,
+                "feature_norm": p.feature_norm, "features": "pooled encoder output",
+                "image_size": args.image_size, "source": p.source}
+    record = records.new_record("linear", ckpt, protocol, env=records.env_info(device))
+    t0 = time.time()
+    with fx.work_dir_log(work_dir, "linear") as log:
+        log.info("linear: %s (%s) on %s [%s -> %s], protocol %s, %d epochs, lr %g, batch %d, aug %s, "
+                 "device %s", label, ckpt["path"], args.dataset, args.train_split, test_split,
+                 protocol["name"], epochs, lr, bs, aug, device)
+        try:
+            metrics, details, probe = _run_probe(args, encoder, train_set, test_set, num_classes,
+                                                 p, epochs, lr, bs, aug, device, work_dir, log,
+                                                 test_split)
+        except UnmixError:
+            raise
+        except Exception as e:
+            records.write(records.fail(record, e), work_dir)
+            log.info("failed: %s", e)
+            raise
+        atomic.torch_save({"state_dict": probe.state_dict(), "protocol": protocol,
+                           "checkpoint": ckpt}, work_dir / "probe.pth")
+        record["details"] = details
+        records.finish(record, metrics, wall_time_s=round(time.time() - t0, 3))
+        path = records.write(record, work_dir)
+        (work_dir / "last.pth").unlink(missing_ok=True)
+        log.info("top1 %.2f  top5 %.2f  -> %s", metrics["top1"], metrics["top5"], path)
+    print(f"{label}\t{protocol['name']}\t{args.dataset}\ttop1 {metrics['top1']:.2f}\t"
+          f"top5 {metrics['top5']:.2f}\t{path}")
+    return 0
+
+
+def _run_probe(args, encoder, train_set, test_set, num_classes, p: Protocol, epochs, lr, bs, aug,
+               device, work_dir: Path, log, test_split: str):
+    fx.seed_everything(args.seed)
+    encoder.to(device).eval()
+    for param in encoder.parameters():
+        param.requires_grad_(False)
+    test_feats, test_labels = fx.extract_features(
+        encoder, fx.make_loader(test_set, args.batch_size, args.workers, device=device),
+        device, args.amp, desc=f"features ({test_split})")
+    dim = test_feats.size(1)
+    probe = LinearProbe(dim, num_classes)
+
+    if aug:
+        loader = fx.make_loader(train_set, bs, args.workers, shuffle=True, seed=args.seed, device=device)
+
+        @torch.no_grad()
+        def encode(x):
+            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
+                                enabled=args.amp and str(device).startswith("cuda")):
+                return encoder(x.to(device, non_blocking=True)).float()
+
+        def batches(epoch: int):
+            encoder.eval()  # frozen: BN running stats must not move
+            loader.generator.manual_seed(args.seed + epoch)  # same order on resume
+            for x, y in fx._progress(loader, f"epoch {epoch + 1}/{epochs}", len(loader)):
+                yield encode(x), y
+
+        if p.feature_norm == "standardize":
+            # statistics of the augmented training features, from up to ~10k images (one pass)
+            sample = []
+            for i, (x, _) in enumerate(loader):
+                sample.append(encode(x).cpu())
+                if (i + 1) * bs >= 10_000:
+                    break
+            probe.set_standardization(torch.cat(sample))
+        n_train = len(train_set)
+    else:
+        train_feats, train_labels = fx.extract_features(
+            encoder, fx.make_loader(train_set, args.batch_size, args.workers, device=device),
+            device, args.amp, desc="features (train)")
+        if p.feature_norm == "standardize":
+            probe.set_standardization(train_feats)
+        batches = cached_batches(train_feats, train_labels, bs, args.seed)
+        n_train = train_feats.size(0)
+    log.info("train %d images, test %d images, %d-d features, %d classes", n_train,
+             test_feats.size(0), dim, num_classes)
+
+    # resume a killed run of the same protocol (long ImageNet probes)
+    last = work_dir / "last.pth"
+    start, opt, history = 0, None, []
+    probe.to(device)
+    if last.exists():
+        try:
+            state = torch.load(last, map_location=device, weights_only=True)
+            if state.get("key") == _resume_key(args, epochs, lr, bs, aug):
+                probe.load_state_dict(state["probe"])
+                opt = torch.optim.SGD(probe.fc.parameters(), lr=lr, momentum=p.momentum,
+                                      weight_decay=p.weight_decay)
+                opt.load_state_dict(state["optimizer"])
+                start, history = int(state["epoch"]), list(state["history"])
+                log.info("resuming from %s at epoch %d", last, start + 1)
+        except Exception as e:  # unreadable or foreign: start over
+            log.info("ignoring %s (%s)", last, e)
+
+    def on_epoch(epoch: int, loss: float, optimizer) -> None:
+        history.append(loss)
+        log.info("epoch %d/%d  lr %.4g  loss %.4f", epoch + 1, epochs, optimizer.param_groups[0]["lr"], loss)
+        if aug:  # epochs are expensive only with augmentation; cached-feature epochs take ms
+            atomic.torch_save({"key": _resume_key(args, epochs, lr, bs, aug), "epoch": epoch + 1,
+                               "probe": probe.state_dict(), "optimizer": optimizer.state_dict(),
+                               "history": history}, last)
+
+    train_linear(probe, batches, epochs, lr, p.schedule, p.milestones, p.momentum, p.weight_decay,
+                 device, start_epoch=start, optimizer=opt, on_epoch=on_epoch)
+    logits = predict(probe, test_feats, device)
+    metrics = fx.topk_accuracy(logits, test_labels)
+    details = {"num_classes": num_classes, "num_train": n_train, "num_test": int(test_feats.size(0)),
+               "feature_dim": dim, "train_loss": [round(v, 5) for v in history]}
+    return metrics, details, probe.cpu()
+
+
+def _resume_key(args, epochs, lr, bs, aug) -> str:
+    return "|".join(map(str, (Path(args.checkpoint).resolve(), args.dataset, args.train_split,
+                               args.protocol, epochs, lr, bs, aug, args.seed, args.image_size)))
