@@ -140,7 +140,8 @@ def _mark_duplicates(runs: pd.DataFrame) -> pd.DataFrame:
     the others are listed as superseded instead of silently doubling a seed."""
     keys = ["kind", "label", "protocol", "dataset", "bn_used", "seed"]
     fin = runs[(runs.status == "finished") & runs.seed.notna()]
-    for _, grp in fin.groupby([runs.loc[fin.index, k].astype(str) for k in keys], sort=False):
+    # repr() keys: pandas 3 turns None into NaN under astype(str), and groupby drops NaN keys.
+    for _, grp in fin.groupby([fin[k].map(repr) for k in keys], sort=False, dropna=False):
         if len(grp) > 1:
             order = grp.sort_values(["finished", "path"]).index
             for idx in order[:-1]:

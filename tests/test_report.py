@@ -1,0 +1,434 @@
+"""`unmix report` from hand-written result records: every number, difference, bold mark, dash and
+footnote checked in Markdown, LaTeX, CSV and HTML; bad records give errors naming the file."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import re
+import statistics
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from transfer import report, report_tables
+from transfer.report_plots import epoch_series, flat_curves
+from unmix import cli, records
+from unmix.errors import UnmixError
+
+ENV = {"unmix_commit": None, "python": "3.11", "torch": "test", "device": "cpu", "world_size": 1}
+MOCO = {"method": "moco", "unmix": False, "epochs": 200, "dataset": "imagenet"}
+OURS = {"method": "moco", "unmix": True, "epochs": 200, "dataset": "imagenet"}
+SHA_MOCO, SHA_OURS, SHA_RAND = "1a" * 32, "2b" * 32, "3c" * 32
+COCO_KEYS = ["bbox_AP", "bbox_AP50", "bbox_AP75", "segm_AP", "segm_AP50", "segm_AP75"]
+
+
+def put(root: Path, kind: str, label: str, proto: str, seed, metrics: dict, *, bn=None, bn_req=None,
+        pretrain=None, sha=SHA_MOCO, failed=False, details=None, dataset=None, sub="") -> Path:
+    ck = {"label": label, "path": f"/ck/{label}.pth", "sha256": sha, "format": "torchvision",
+          "arch": "resnet50", "stem": "imagenet", "pretrain": pretrain}
+    pr = {"name": proto, "seed": seed, "dataset": dataset}
+    if bn:
+        pr.update(bn_requested=bn_req or bn, bn_used=bn)
+    rec = records.new_record(kind, ck, pr, env=ENV)
+    if details:
+        rec["details"] = details
+    if failed:
+        records.fail(rec, "RuntimeError: CUDA out of memory")
+    else:
+        records.finish(rec, metrics, wall_time_s=1.0)
+    d = root / f"{kind}-{label}-{proto}-{bn}-{seed}{sub}".replace(" ", "_")
+    d.mkdir(parents=True)
+    return records.write(rec, d)
+
+
+# VOC FPN (Table 7 shape). AP50: MoCo 75.0/75.3/75.0 (75.1 +- 0.173), Ours 75.9/75.8/75.7 (75.8 +- 0.1);
+# paired diffs 0.9/0.5/0.7 -> 0.7, sd 0.2. Recall: MoCo 90.0/90.2/90.4, Ours 90.1/90.5/90.3;
+# paired diffs 0.1/0.3/-0.1 -> 0.1, sd 0.2 (a gap that is noise).
+VOC_MOCO_FT = [(75.0, 90.0), (75.3, 90.2), (75.0, 90.4)]
+VOC_MOCO_FZ = [(72.6, 92.3), (72.7, 92.3), (72.8, 92.3)]
+VOC_OURS_FT = [(75.9, 90.1), (75.8, 90.5), (75.7, 90.3)]
+MASK_MOCO = [31.2, 51.3, 33.3, 29.1, 48.2, 30.6]   # seed 002 Table 8(b)
+MASK_OURS = [32.8, 53.3, 35.1, 30.3, 50.1, 32.1]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("records") / "results"
+    for s, (ap, rc) in enumerate(VOC_MOCO_FT):
+        put(root, "detection", "MoCo", "voc-faster-rcnn-fpn", s, {"AP50": ap, "recall": rc}, bn="finetune",
+            pretrain=MOCO)
+    for s, (ap, rc) in enumerate(VOC_MOCO_FZ):
+        put(root, "detection", "MoCo", "voc-faster-rcnn-fpn", s, {"AP50": ap, "recall": rc}, bn="frozen",
+            pretrain=MOCO)
+    for s, (ap, rc) in enumerate(VOC_OURS_FT):
+        put(root, "detection", "Ours", "voc-faster-rcnn-fpn", s, {"AP50": ap, "recall": rc}, bn="finetune",
+            pretrain=OURS, sha=SHA_OURS)
+    put(root, "detection", "Ours", "voc-faster-rcnn-fpn", 0, {}, bn="frozen", pretrain=OURS, sha=SHA_OURS,
+        failed=True)
+    put(root, "detection", "random init", "voc-faster-rcnn-fpn", 0, {"AP50": 58.0}, bn="finetune",
+        bn_req="sync", sha=SHA_RAND)
+    put(root, "detection", "MoCo", "coco-mask-rcnn-fpn", 0, dict(zip(COCO_KEYS, MASK_MOCO)), bn="frozen",
+        pretrain=MOCO)
+    put(root, "detection", "Ours", "coco-mask-rcnn-fpn", 0, dict(zip(COCO_KEYS, MASK_OURS)), bn="frozen",
+        pretrain=OURS, sha=SHA_OURS)
+    # kNN, Figure 4 / Tables 5-6 shape: 61.25 shows as 61.3 (half up), difference +0.75 as +0.8.
+    for ep, base in ((100, 60.0), (200, 65.0)):
+        for s in (0, 1):
+            put(root, "knn", f"moco-{ep}", "knn-k200-t0.1", s, {"top1": base + s}, dataset="cifar10",
+                pretrain={**MOCO, "epochs": ep})
+            put(root, "knn", f"unmix-{ep}", "knn-k200-t0.1", s, {"top1": base + 1 + 0.5 * s},
+                dataset="cifar10", pretrain={**OURS, "epochs": ep}, sha=SHA_OURS)
+    put(root, "linear", "foreign", "linear-cifar", 0, {"top1": 70.0}, dataset="cifar10", sha="ff" * 32)
+    put(root, "flatness", "MoCo", "flat-cifar10", 0, {"max_prob_mean": 20.0}, pretrain=MOCO,
+        details={"sorted_probs": [0.2, 0.1, 0.05]})
+    put(root, "flatness", "MoCo", "flat-cifar10", 1, {"max_prob_mean": 22.0}, pretrain=MOCO,
+        details={"sorted_probs": [0.4, 0.1, 0.01]})
+    put(root, "flatness", "Ours", "flat-cifar10", 0, {"max_prob_mean": 12.0}, pretrain=OURS,
+        details={"sorted_probs": [0.12, 0.1, 0.08]}, sha=SHA_OURS)
+    return root
+
+
+def make(results: Path, tmp_path: Path, *extra: str) -> Path:
+    out = tmp_path / "reports" / "paper"
+    assert report.run(_args(str(results), "-o", str(out), *extra)) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def full(results, tmp_path_factory) -> Path:
+    """The default report (all formats, plots), built once for the module."""
+    return make(results, tmp_path_factory.mktemp("full"))
+
+
+def _args(*argv: str):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    report.add_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def _t975(df: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
+
+
+# ----------------------------------------------------------------------------- Markdown
+
+VOC_ROWS = [
+    "| random init | 1 | 58.0 | —[a] | 0 | —[b] | —[b] |",
+    "| MoCo | 3 | 75.1 ± 0.2 | 90.2 ± 0.2 | 3 | 72.7 ± 0.1 | 92.3 ± 0.0 |",
+    "| Ours | 3 | **75.8** ± 0.1 (+0.7) | **90.3** ± 0.2 (+0.1) | 0 | —[c] | —[c] |",
+]
+
+
+def test_markdown_voc_table_numbers_bold_dashes_and_notes(results, full):
+    md = (full / "report.md").read_text()
+    assert "| pre-train | n (No Freeze) | AP50 (No Freeze) | Recall (No Freeze) | n (Freeze BN) | " \
+           "AP50 (Freeze BN) | Recall (Freeze BN) |" in md
+    block = md[md.index("## Table 1"):md.index("## Table 2")]
+    rows = [line for line in block.splitlines() if line.startswith("| ") and "pre-train" not in line
+            and "baseline" not in line]
+    assert rows[:3] == VOC_ROWS
+    assert "- [a] random init, voc-faster-rcnn-fpn, BN finetune: the records have no 'recall' metric." in block
+    assert "- [b] random init, voc-faster-rcnn-fpn, BN frozen: no run." in block
+    assert ("- [c] Ours, voc-faster-rcnn-fpn, BN frozen: no finished run (1 failed or unfinished, "
+            "see Runs not tabulated).") in block
+    assert "to the same method and pretraining budget without Un-Mix: Ours vs MoCo." in block
+    # provenance: sha256 prefix, protocol, BN as used (and as requested when it differs), seeds
+    assert ("Provenance: MoCo: checkpoint sha256 1a1a1a1a1a1a; protocol voc-faster-rcnn-fpn; No Freeze: BN "
+            "finetune, seeds 0, 1, 2; Freeze BN: BN frozen, seeds 0, 1, 2.") in block
+    assert ("Provenance: random init: checkpoint sha256 3c3c3c3c3c3c; protocol voc-faster-rcnn-fpn; "
+            "No Freeze: BN finetune (requested sync), seeds 0.") in block
+    assert "Provenance: Ours: checkpoint sha256 2b2b2b2b2b2b;" in block
+
+
+def test_markdown_paired_comparison_matches_t_interval(results, full):
+    md = (full / "report.md").read_text()
+    # AP50 diffs 0.9, 0.5, 0.7: mean 0.7, sd 0.2, half-width t(0.975, 2) * 0.2 / sqrt(3)
+    half = _t975(2) * 0.2 / math.sqrt(3)
+    assert f"{0.7 - half:.1f}" == "0.2" and f"{0.7 + half:.1f}" == "1.2"
+    assert "| Ours | MoCo | No Freeze | AP50 | 3 | 0, 1, 2 | +0.7 | [+0.2, +1.2] | CI excludes 0 |" in md
+    assert f"{0.1 - half:.1f}" == "-0.4" and f"{0.1 + half:.1f}" == "0.6"
+    assert ("| Ours | MoCo | No Freeze | Recall | 3 | 0, 1, 2 | +0.1 | [-0.4, +0.6] | "
+            "CI includes 0: not distinguishable from noise |") in md
+
+
+def test_markdown_coco_knn_flatness_and_failed_list(results, full):
+    md = (full / "report.md").read_text()
+    assert "| pre-train | n (Freeze BN) | APbb (Freeze BN) | AP50bb (Freeze BN) | AP75bb (Freeze BN) | " \
+           "APmk (Freeze BN) | AP50mk (Freeze BN) | AP75mk (Freeze BN) |" in md
+    assert "| MoCo | 1 | 31.2 | 51.3 | 33.3 | 29.1 | 48.2 | 30.6 |" in md
+    assert ("| Ours | 1 | **32.8** (+1.6) | **53.3** (+2.0) | **35.1** (+1.8) | **30.3** (+1.2) | "
+            "**50.1** (+1.9) | **32.1** (+1.5) |") in md
+    # kNN: Method / Un-Mix / Arch / Epochs columns, half-up rounding, diffs to the same budget
+    assert "| pre-train | Method | Un-Mix | Arch | Epochs | n | Top-1 |" in md
+    assert "| moco-100 | moco | no | resnet50 | 100 | 2 | 60.5 ± 0.7 |" in md
+    assert "| unmix-100 | moco | yes | resnet50 | 100 | 2 | 61.3 ± 0.4 (+0.8) |" in md
+    assert "| moco-200 | moco | no | resnet50 | 200 | 2 | 65.5 ± 0.7 |" in md
+    assert "| unmix-200 | moco | yes | resnet50 | 200 | 2 | **66.3** ± 0.4 (+0.8) |" in md
+    # a foreign checkpoint (pretrain null) is a label-only row, no baseline
+    assert "| foreign |  |  | resnet50 |  | 1 | 70.0 |" in md
+    # flatness: no bold (lower is not "better"), difference still shown
+    assert "| MoCo | 2 | 21.0 ± 1.4 |" in md and "| Ours | 1 | 12.0 (-9.0) |" in md
+    # failed run listed with its error, not tabulated
+    tail = md[md.index("## Runs not tabulated"):]
+    assert re.search(r"\| \S+detection-Ours-voc-faster-rcnn-fpn-frozen-0/result.json \| detection \| Ours \| "
+                     r"voc-faster-rcnn-fpn \| frozen \| 0 \| failed: RuntimeError: CUDA out of memory \|", tail)
+    assert "CUDA" not in md[:md.index("## Runs not tabulated")]
+
+
+def test_explicit_baseline_row_first_and_all_rows_compared(results, tmp_path):
+    md = (make(results, tmp_path, "--baseline", "MoCo", "--no-plots", "--formats", "md") / "report.md").read_text()
+    block = md[md.index("## Table 1"):md.index("## Table 2")]
+    rows = [line for line in block.splitlines() if line.startswith("| ") and "pre-train" not in line]
+    assert rows[0].startswith("| MoCo | 3 | 75.1 ± 0.2 |")
+    assert rows[1] == "| random init | 1 | 58.0 (-17.1) | —[a] | 0 | —[b] | —[b] |"
+    assert "Signed differences are to the baseline row MoCo." in block
+    # kNN tables have no MoCo row: they say so instead of inventing a baseline
+    assert "Baseline 'MoCo' has no finished run in this table: no differences shown." in md
+    none = (make(results, tmp_path, "--baseline", "none", "--no-plots", "--formats", "md") / "report.md").read_text()
+    assert "(+0.7)" not in none and "Paired comparison" not in none
+
+
+# ----------------------------------------------------------------------------- LaTeX
+
+def test_latex_booktabs_cells(results, full):
+    tex = (full / "report.tex").read_text()
+    t1 = tex[:tex.index(r"\end{table}")]
+    assert r"\begin{tabular}{lrcc rcc}" in t1 and r"\toprule" in t1 and r"\bottomrule" in t1
+    assert r" & \multicolumn{3}{c}{No Freeze} & \multicolumn{3}{c}{Freeze BN} \\" in t1
+    assert r"\cmidrule(lr){2-4} \cmidrule(lr){5-7}" in t1
+    assert r"pre-train & $n$ & AP$_{50}$ & Recall & $n$ & AP$_{50}$ & Recall \\" in t1
+    assert (r"random init & 1 & 58.0 & ---\textsuperscript{a} & 0 & ---\textsuperscript{b} & "
+            r"---\textsuperscript{b} \\") in t1
+    assert (r"MoCo & 3 & 75.1{\scriptsize$\pm$0.2} & 90.2{\scriptsize$\pm$0.2} & 3 & "
+            r"72.7{\scriptsize$\pm$0.1} & 92.3{\scriptsize$\pm$0.0} \\") in t1
+    assert (r"Ours & 3 & \textbf{75.8}{\scriptsize$\pm$0.1}$^{+0.7}$ & \textbf{90.3}{\scriptsize$\pm$0.2}"
+            r"$^{+0.1}$ & 0 & ---\textsuperscript{c} & ---\textsuperscript{c} \\") in t1
+    assert r"\textsuperscript{b}random init, voc-faster-rcnn-fpn, BN frozen: no run.\par" in t1
+    assert r"Ours vs MoCo, No Freeze, Recall: +0.1 [$-$0.4, +0.6] ($n$=3)" in t1
+    assert r"\caption{Mask R-CNN R50-FPN, COCO train2017 $\rightarrow$ val2017}" in tex
+    assert r"AP$^{bb}$ & AP$^{bb}_{50}$ & AP$^{bb}_{75}$ & AP$^{mk}$" in tex
+    assert r"Ours & 1 & 12.0$^{-9.0}$ \\" in tex
+    assert "% " + "Runs not tabulated" in tex and "%" in tex.splitlines()[-1]
+    # balanced environments and braces, so \input works as-is
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 5
+    body = re.sub(r"\\[{}]", "", "\n".join(line for line in tex.splitlines() if not line.startswith("%")))
+    assert body.count("{") == body.count("}")
+
+
+def test_latex_escapes_labels(tmp_path):
+    root = tmp_path / "r"
+    put(root, "knn", "moco_v2 & 50% #1", "knn-k200", 0, {"top1": 50.0}, dataset="cifar10")
+    tex = (make(root, tmp_path, "--formats", "tex", "--no-plots") / "report.tex").read_text()
+    assert r"moco\_v2 \& 50\% \#1 & " in tex
+    assert r"\caption{kNN classification accuracy (\%), knn-k200 on cifar10}" in tex
+
+
+# ----------------------------------------------------------------------------- CSV
+
+def test_csv_full_precision_cells_paired_and_runs(results, full):
+    out = full
+    cells = pd.read_csv(out / "cells.csv", keep_default_na=False, na_values=[""])
+    ap = cells[(cells.table == "detection-voc-faster-rcnn-fpn") & (cells.metric == "AP50")
+               & (cells.group == "No Freeze")].set_index("row")
+    assert ap.loc["MoCo", "mean"] == pytest.approx(statistics.fmean([75.0, 75.3, 75.0]))
+    assert ap.loc["MoCo", "std"] == pytest.approx(statistics.stdev([75.0, 75.3, 75.0]))
+    assert ap.loc["Ours", "diff"] == pytest.approx(75.8 - 75.1, abs=1e-9)
+    assert ap.loc["Ours", "best"] and not ap.loc["MoCo", "best"]
+    assert ap.loc["Ours", "baseline"] == "MoCo" and ap.loc["Ours", "seeds"] == "0 1 2"
+    assert ap.loc["Ours", "method"] == "moco" and ap.loc["Ours", "unmix"] == "yes"
+    fz = cells[(cells.table == "detection-voc-faster-rcnn-fpn") & (cells.group == "Freeze BN")
+               & (cells.row == "Ours")]
+    assert fz["mean"].isna().all() and (fz.n == 0).all()
+    assert fz.missing.str.contains("no finished run").all()
+    paired = pd.read_csv(out / "paired.csv")
+    row = paired[(paired.metric == "Recall")].iloc[0]
+    assert row.mean_diff == pytest.approx(0.1) and row.sd_diff == pytest.approx(0.2)
+    half = _t975(2) * 0.2 / math.sqrt(3)
+    assert (row.ci_low, row.ci_high) == (pytest.approx(0.1 - half), pytest.approx(0.1 + half))
+    assert not row.ci_excludes_zero
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == len(list(results.rglob("result.json")))
+    assert set(runs.status) == {"finished", "failed"}
+
+
+# ----------------------------------------------------------------------------- HTML
+
+def test_html_is_well_formed_self_contained(results, full):
+    page = (full / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    root = ET.fromstring(page.split("\n", 1)[1])  # XHTML-compatible: every tag closed
+    assert root.tag == "html"
+    assert not re.search(r'(src|href)="(?!data:)', page), "external resources"
+    imgs = root.findall(".//img")
+    assert imgs and all(base64.b64decode(i.get("src").split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+                        for i in imgs)
+    tables = root.findall(".//table")
+    first = tables[0]
+    groups = [(th.text, th.get("colspan")) for th in first.find("thead").findall("tr")[0] if th.get("colspan")]
+    assert groups == [("No Freeze", "3"), ("Freeze BN", "3")]
+    ours = [tr for tr in first.find("tbody") if tr[0].text == "Ours"][0]
+    assert ET.tostring(ours[2], encoding="unicode") == (
+        '<td><b>75.8</b> <span class="std">± 0.1</span> <span class="diff">(+0.7)</span></td>')
+    assert ET.tostring(ours[5], encoding="unicode") == "<td>—<sup>c</sup></td>"
+    text = "".join(root.itertext())
+    assert "c Ours, voc-faster-rcnn-fpn, BN frozen: no finished run" in text
+    assert "CI includes 0: not distinguishable from noise" in text
+    assert "Runs not tabulated" in text and "CUDA out of memory" in text
+
+
+def test_html_parses_with_html_parser(results, full):
+    from html.parser import HTMLParser
+
+    void = {"meta", "img", "br", "hr", "link", "input"}
+
+    class Checker(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.stack: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag not in void:
+                self.stack.append(tag)
+
+        def handle_startendtag(self, tag, attrs):
+            assert tag in void, f"<{tag} /> is not a void element"
+
+        def handle_endtag(self, tag):
+            assert self.stack and self.stack.pop() == tag, f"unbalanced </{tag}>"
+
+    c = Checker()
+    c.feed((full / "report.html").read_text())
+    c.close()
+    assert c.stack == []
+
+
+# ----------------------------------------------------------------------------- plots
+
+def test_plot_files_and_data(results, full):
+    out = full
+    pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
+    assert "epochs-knn-knn-k200-t0.1-cifar10.png" in pngs
+    assert "flat-flatness-flat-cifar10.png" in pngs
+    assert "seeds-detection-voc-faster-rcnn-fpn.png" in pngs
+    for p in (out / "plots").glob("*.svg"):
+        ET.parse(p)
+        assert p.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    md = (out / "report.md").read_text()
+    assert "![Top-1 accuracy against pretraining epochs" in md and "(plots/epochs-knn-knn-k200-t0.1-cifar10.png)" in md
+
+    runs = report_tables.load_runs([results])
+    series = epoch_series(runs, "knn", "knn-k200-t0.1", "cifar10")
+    assert set(series) == {("moco", False), ("moco", True)}
+    assert [(p["epochs"], p["mean"], p["values"]) for p in series[("moco", True)]] == [
+        (100, 61.25, [61.0, 61.5]), (200, 66.25, [66.0, 66.5])]
+    assert series[("moco", False)][0]["std"] == pytest.approx(statistics.stdev([60.0, 61.0]))
+    curves = flat_curves(runs, "flat-cifar10")
+    assert curves["MoCo"] == pytest.approx([0.3, 0.1, 0.03]) and curves["Ours"] == pytest.approx([0.12, 0.1, 0.08])
+
+
+# ----------------------------------------------------------------------------- statistics, edge cases
+
+@pytest.mark.parametrize("df,expected", [(1, 12.706), (2, 4.303), (4, 2.776), (9, 2.262), (29, 2.045)])
+def test_t_quantile(df, expected, monkeypatch):
+    assert report_tables.t_quantile_975(df) == pytest.approx(expected, abs=1e-3)
+    import sys
+
+    monkeypatch.setitem(sys.modules, "scipy.stats", None)  # the fallback table
+    fallback = report_tables.t_quantile_975(df)
+    assert fallback >= expected - 1e-3 and fallback == pytest.approx(expected, abs=0.02)  # conservative
+
+
+def test_paired_needs_two_shared_seeds():
+    assert report_tables.paired_ci({0: 1.0, 1: 2.0}, {1: 1.0, 2: 0.0}) is None
+    seeds, mean, sd, t, lo, hi = report_tables.paired_ci({0: 1.0, 1: 2.0, 5: 9.0}, {0: 0.5, 1: 1.0})
+    assert seeds == (0, 1) and mean == pytest.approx(0.75) and sd == pytest.approx(math.sqrt(0.125))
+    assert hi - mean == pytest.approx(12.7062 * sd / math.sqrt(2), rel=1e-4) and lo < 0 < hi
+
+
+def test_round_half_up():
+    assert report_tables.round_half_up(61.25, 1) == 61.3 and report_tables.round_half_up(75.15, 1) == 75.2
+    assert report_tables.round_half_up(-0.05, 1) == -0.1 and report_tables.round_half_up(72.699999999, 1) == 72.7
+
+
+def test_unknown_protocol_generic_table_and_duplicates(tmp_path):
+    root = tmp_path / "r"
+    put(root, "detection", "A", "lvis-new-thing", 0, {"mAP": 50.0, "extra": 1.0}, bn="sync")
+    put(root, "detection", "A", "lvis-new-thing", 1, {"mAP": 52.0}, bn="sync")
+    # the re-run sorts first by path but finished later: the later one counts
+    old = put(root, "detection", "B", "lvis-new-thing", 0, {"mAP": 49.0, "extra": 2.0}, bn="sync", sub="-old")
+    put(root, "detection", "B", "lvis-new-thing", 0, {"mAP": 51.0, "extra": 3.0}, bn="sync", sub="-a-rerun")
+    rec = json.loads(old.read_text())
+    rec["finished"] = "2000-01-01T00:00:00+00:00"
+    old.write_text(json.dumps(rec))
+    out = make(root, tmp_path, "--formats", "md,csv", "--no-plots")
+    md = (out / "report.md").read_text()
+    assert not (out / "report.html").exists() and not (out / "plots").exists()
+    assert "## Table 1: Detection protocol lvis-new-thing" in md
+    assert "| pre-train | n (SyncBN) | mAP (SyncBN) | extra (SyncBN) |" in md
+    assert "| A | 2 | **51.0** ± 1.4 | 1.0 (n=1) |" in md  # n=1: one record lacks 'extra'
+    assert "| B | 1 | **51.0** | **3.0** |" in md  # ties are both bold
+    tail = md[md.index("## Runs not tabulated"):]
+    assert re.search(r"sync-0-old/result.json \| detection \| B \| lvis-new-thing \| sync \| 0 \| "
+                     r"superseded by \S+sync-0-a-rerun/result.json \|", tail)
+
+
+# ----------------------------------------------------------------------------- errors
+
+def _cli(argv: list[str], capsys) -> tuple[int, str]:
+    rc = cli.main(["report", *argv])
+    return rc, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content,message", [
+    ("{not json", "malformed JSON at line 1"),
+    (json.dumps({"schema": "other/1", "kind": "x"}), "not an unmix result record"),
+    (json.dumps([1, 2]), "not a result record"),
+])
+def test_bad_file_names_file(tmp_path, results, capsys, content, message):
+    import shutil
+
+    results = Path(shutil.copytree(results, tmp_path / "results"))  # the module's records stay intact
+    bad = results / "zz-bad" / "result.json"
+    bad.parent.mkdir()
+    bad.write_text(content)
+    out = tmp_path / "out"
+    rc, err = _cli([str(results), "-o", str(out)], capsys)
+    assert rc == 1 and str(bad) in err and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda r: r["checkpoint"].pop("label"), "checkpoint.label must be a non-empty string"),
+    (lambda r: r["protocol"].update(seed="0"), "protocol.seed must be an integer"),
+    (lambda r: r["protocol"].pop("name"), "protocol.name must be a non-empty string"),
+    (lambda r: r["checkpoint"].update(pretrain={"unmix": "yes"}), "checkpoint.pretrain.unmix"),
+    (lambda r: r["metrics"].update(AP50="81"), "metric 'AP50' is '81'"),
+    (lambda r: r.update(kind="flatness"), "details.sorted_probs"),
+])
+def test_malformed_record_names_file(tmp_path, capsys, mutate, message):
+    root = tmp_path / "r"
+    path = put(root, "detection", "A", "voc-faster-rcnn-fpn", 0, {"AP50": 1.0}, bn="frozen")
+    rec = json.loads(path.read_text())
+    mutate(rec)
+    path.write_text(json.dumps(rec))
+    rc, err = _cli([str(root), "-o", str(tmp_path / "out")], capsys)
+    assert rc == 1 and f"{path}: " in err and message in err
+
+
+def test_no_records_and_bad_options(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    rc, err = _cli([str(tmp_path / "empty"), "-o", str(tmp_path / "o")], capsys)
+    assert rc == 1 and "no result records" in err and str(tmp_path / "empty") in err
+    rc, err = _cli([str(tmp_path / "missing"), "-o", str(tmp_path / "o")], capsys)
+    assert rc == 1 and "no such file or directory" in err
+    with pytest.raises(UnmixError, match="--formats: unknown format"):
+        report.parse_formats("md,pdf")
