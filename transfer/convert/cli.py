@@ -1,0 +1,53 @@
+"""`unmix convert SRC -o DST`: detect, convert, verify, write; print what was kept and dropped."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pretrain.backbones import ARCHS
+from transfer.convert.formats import FORMATS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="checkpoint to convert (.pth, .pth.tar, .ckpt, .pkl, .safetensors)")
+    p.add_argument("-o", "--output", required=True, help="where to write the mmdet backbone checkpoint")
+    p.add_argument("--arch", choices=list(ARCHS), help="expected arch (default: inferred from the tensors)")
+    p.add_argument("--format", dest="fmt", choices=list(FORMATS),
+                   help="source format (default: detected); see docs/convert.md")
+    p.add_argument("--encoder", help="which encoder to take, by the format's name for it "
+                   "(e.g. query/key, teacher/student, online/momentum, model/ema) or a key prefix")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow arbitrary pickled objects (runs code from the file: trusted files only)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the numeric mmdet-vs-source check (the structural check always runs)")
+
+
+def summary(conv, dst: Path | None = None) -> str:
+    m = conv.meta
+    rows = [("format", f"{conv.format} ({m.get('format_title', '')})"),
+            ("encoder", f"{conv.encoder} (keys {m.get('encoder_prefix') or '<root>'!r}"
+                        f"{', in ' + repr(m['container']) if m.get('container') else ''})"),
+            ("arch", f"{conv.arch}, stem {conv.stem}"),
+            ("kept", f"{len(conv.state_dict)} tensors")]
+    for role, keys in sorted(conv.dropped.items()):
+        rows.append((f"dropped: {role}", f"{len(keys)} tensors (e.g. {keys[0]})"))
+    if m.get("filled_defaults"):
+        rows.append(("filled", f"{len(m['filled_defaults'])} missing num_batches_tracked with 0"))
+    v = m.get("verification")
+    rows.append(("verified", "structure only (--no-verify)" if not v else
+                 f"mmdet vs source, max |diff| {v['max_abs_diff']:.2e} on {tuple(v['input'])}"))
+    if dst is not None:
+        rows.append(("written", str(dst)))
+    w = max(len(r[0]) for r in rows)
+    return "\n".join(f"  {k:<{w}}  {v}" for k, v in rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    from transfer.convert.io import convert_file, save_conversion
+
+    conv = convert_file(args.src, arch=args.arch, fmt=args.fmt, encoder=args.encoder,
+                        trust_pickle=args.trust_pickle, verify=not args.no_verify)
+    dst = save_conversion(conv, args.output)
+    print(f"unmix convert: {args.src}")
+    print(summary(conv, dst))
+    return 0

@@ -1,0 +1,341 @@
+"""Pure conversion: a loaded checkpoint object -> torchvision/mmdet-named ResNet backbone tensors.
+
+Steps (each a small function): pick the format (`formats.detect` or given), strip wrappers,
+apply the format's rename rules, find the ResNets in the state dict (named or `nn.Sequential`
+layout), pick the encoder by the format's rule, map its keys, infer arch and stem from the
+tensors, check them against the target arch key by key, and group everything dropped by role.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from pretrain.backbones import ARCHS, build_resnet
+from transfer.convert import formats as F
+from unmix.errors import UnmixError
+
+CONVERTER_VERSION = "1.0"
+_NAMED_ANCHOR = "layer1.0.conv1.weight"
+_SEQ_STAGE = re.compile(r"^((?:.*\.)?)(\d+)\.0\.conv1\.weight$")
+
+
+@dataclass
+class Conversion:
+    """A converted backbone. `state_dict` has torchvision/mmdet ResNet names and no `fc`."""
+    state_dict: dict[str, torch.Tensor]
+    arch: str
+    stem: str
+    format: str
+    encoder: str
+    dropped: dict[str, list[str]]
+    meta: dict
+    # Target key -> the tensor as found in the source (before the float32 cast): what the
+    # verification rebuilds the source encoder from. Not saved.
+    source_tensors: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+
+class ConvertError(UnmixError):
+    """A conversion problem; `convert_file` prefixes the file name."""
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _as_tensor(v: Any) -> torch.Tensor:
+    if isinstance(v, torch.Tensor):
+        return v
+    arr = np.ascontiguousarray(v)
+    return torch.from_numpy(arr.copy() if not arr.flags.writeable else arr)
+
+
+def _storage_id(v: Any) -> tuple:
+    if isinstance(v, torch.Tensor):
+        try:
+            return ("t", v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
+        except RuntimeError:
+            return ("id", id(v))
+    return ("id", id(v))
+
+
+def _short(keys: list[str], n: int = 4) -> str:
+    more = f", ... ({len(keys)} in all)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def _rename(key: str, rules: tuple[tuple[str, str], ...]) -> str:
+    for pattern, repl in rules:
+        key = re.sub(pattern, repl, key)
+    return key
+
+
+def find_resnets(keys: set[str]) -> list[str]:
+    """Key prefixes under which a ResNet lives, named (`P.layer1.0.conv1.weight`) or as an
+    `nn.Sequential` of a ResNet's children (`P.4.0.conv1.weight`, `P.0.weight`)."""
+    found: list[str] = []
+    for k in sorted(keys):
+        if k.endswith(_NAMED_ANCHOR):
+            p = k[: -len(_NAMED_ANCHOR)]
+            if (p == "" or p.endswith(".")) and p + "conv1.weight" in keys and p not in found:
+                found.append(p)
+    stages: dict[str, set[int]] = {}
+    for k in keys:
+        m = _SEQ_STAGE.match(k)
+        if m:
+            stages.setdefault(m.group(1), set()).add(int(m.group(2)))
+    for p, idx in sorted(stages.items()):
+        if len(idx) == 4 and any(f"{p}{j}.weight" in keys for j in range(min(idx))):
+            if p not in found:
+                found.append(p)
+    return found
+
+
+def _sequential_names(local: Mapping[str, Any]) -> dict[int, str]:
+    """Index -> torchvision child name for an `nn.Sequential(*resnet.children())`, decided by
+    the tensors: the 3-channel conv is conv1, the next norm bn1, the four block containers
+    layer1..4, a 2-d weight after them fc. (The Un-Mix CIFAR demo drops the max-pool, lightly
+    keeps it, so the indices differ.)"""
+    by_idx: dict[int, list[str]] = {}
+    for k in local:
+        head = k.split(".", 1)[0]
+        if head.isdigit():
+            by_idx.setdefault(int(head), []).append(k)
+    stage_idx = sorted(i for i, ks in by_idx.items() if f"{i}.0.conv1.weight" in ks)
+    names: dict[int, str] = {i: f"layer{n + 1}" for n, i in enumerate(stage_idx)}
+    before = [i for i in sorted(by_idx) if i < stage_idx[0]]
+    for i in before:
+        w = local.get(f"{i}.weight")
+        if w is not None and len(w.shape) == 4 and "conv1" not in names.values():
+            names[i] = "conv1"
+        elif f"{i}.running_mean" in local and "conv1" in names.values() and "bn1" not in names.values():
+            names[i] = "bn1"
+    for i in sorted(by_idx):
+        w = local.get(f"{i}.weight")
+        if i > stage_idx[-1] and w is not None and len(w.shape) == 2 and "fc" not in names.values():
+            names[i] = "fc"
+    return names
+
+
+# ---------------------------------------------------------------------------------- arch
+def infer_arch(sd: Mapping[str, torch.Tensor]) -> tuple[str, str]:
+    """(arch, stem) from the tensors alone; ConvertError when they are no supported ResNet."""
+    w = sd.get("conv1.weight")
+    if w is None or w.dim() != 4:
+        raise ConvertError("not a ResNet: no 4-d conv1.weight")
+    if w.shape[1] != 3:
+        raise ConvertError(f"conv1 takes {w.shape[1]} input channels, not 3 (RGB)")
+    k = w.shape[-1]
+    stem = {7: "imagenet", 3: "cifar"}.get(k)
+    if stem is None:
+        raise ConvertError(f"conv1 is {k}x{k}; expected 7x7 (ImageNet stem) or 3x3 (CIFAR stem)")
+    stem_ch = w.shape[0]
+    if stem_ch % 64:
+        raise ConvertError(f"conv1 has {stem_ch} channels, not a multiple of 64")
+    width = stem_ch // 64
+    bottleneck = "layer1.0.conv3.weight" in sd
+    layers = []
+    for i in range(1, 5):
+        blocks = {int(m.group(1)) for key in sd if (m := re.match(rf"layer{i}\.(\d+)\.", key))}
+        if not blocks:
+            raise ConvertError(f"not a ResNet: no layer{i} blocks")
+        layers.append(max(blocks) + 1)
+    planes = sd["layer1.0.conv1.weight"].shape[0]
+    if planes != 64 * width:
+        raise ConvertError(
+            f"layer1 blocks are {planes} channels wide with a {stem_ch}-channel stem "
+            "(wide_resnet/ResNeXt layout); only uniformly widened ResNets (SwAV w2) are supported")
+    block = "Bottleneck" if bottleneck else "BasicBlock"
+    for name, spec in ARCHS.items():
+        if spec.block.__name__ == block and tuple(layers) == spec.layers and spec.width == width:
+            return name, stem
+    raise ConvertError(
+        f"unsupported ResNet: {block} blocks {'-'.join(map(str, layers))}, width x{width} "
+        f"(supported: {', '.join(ARCHS)})")
+
+
+def describe_arch(arch: str) -> str:
+    spec = ARCHS[arch]
+    return f"{arch} ({spec.block.__name__}, {'-'.join(map(str, spec.layers))} blocks, " \
+           f"{64 * spec.width}-channel stem)"
+
+
+def target_shapes(arch: str, stem: str) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        ref = build_resnet(arch, stem)
+    return {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+
+
+# ----------------------------------------------------------------------------- conversion
+def _pick_container(obj: Any, fmt: F.Format, enc: F.Encoder) -> tuple[Mapping[str, Any], str | None]:
+    if enc.container is not None:
+        if not isinstance(obj, Mapping) or enc.container not in obj:
+            raise ConvertError(f"format {fmt.name}: no top-level {enc.container!r}")
+        inner = obj[enc.container]
+        sd, c = F.unwrap(inner, ("state_dict", "model"))
+        if not sd:
+            raise ConvertError(f"format {fmt.name}: {enc.container!r} holds no tensors")
+        return sd, enc.container + (f".{c}" if c else "")
+    sd, c = F.unwrap(obj, fmt.containers)
+    if not sd:
+        raise ConvertError("no state dict found (no tensors at the top level or under "
+                           f"{', '.join(repr(x) for x in fmt.containers) or 'any key'})")
+    return sd, c
+
+
+def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = None,
+                       encoder: str | None = None) -> Conversion:
+    """Convert an already-loaded checkpoint object. Raises `UnmixError` (without file name)."""
+    fmt_name = fmt or F.detect(obj)
+    if fmt_name is None:
+        top = list(obj)[:6] if isinstance(obj, Mapping) else type(obj).__name__
+        raise ConvertError(f"not a ResNet checkpoint: no tensors found (top level: {top})")
+    if fmt_name not in F.FORMATS:
+        raise ConvertError(f"unknown format {fmt_name!r} (choose from {', '.join(F.FORMATS)})")
+    spec = F.FORMATS[fmt_name]
+    if arch is not None and arch not in ARCHS:
+        raise ConvertError(f"unknown --arch {arch!r} (choose from {', '.join(ARCHS)})")
+
+    if encoder is None or encoder in spec.encoders:
+        enc_name = encoder or spec.default_encoder
+        enc = spec.encoders[enc_name]
+    else:
+        # A literal key prefix (after wrapper stripping), for checkpoints the rules do not cover.
+        enc_name = encoder
+        enc = F.Encoder("" if encoder in ("", "<root>", ".") else encoder.rstrip(".") + ".")
+    raw, container = _pick_container(obj, spec, enc)
+
+    # Full keys after wrapper stripping and the format's renames; remember the source key.
+    renamed: dict[str, tuple[str, Any]] = {}
+    for k, v in raw.items():
+        if not F.is_tensor_like(v):
+            continue
+        nk = _rename(F.strip_wrappers(str(k)), spec.renames)
+        if nk in renamed:
+            # DataParallel + plain copies of one model, e.g. 'module.x' and 'x': same name twice.
+            raise ConvertError(f"keys {renamed[nk][0]!r} and {k!r} both map to {nk!r}")
+        renamed[nk] = (str(k), v)
+    candidates = find_resnets(set(renamed))
+    if not candidates:
+        sample = _short(sorted(renamed)[:4])
+        raise ConvertError(f"not a ResNet: no conv1/layer1-4 structure found (keys: {sample})")
+
+    prefix = enc.prefix
+    if prefix is None:
+        # Rule: the only ResNet that is not a momentum/target copy.
+        online = [p for p in candidates if F.role_of(p + "x", spec) != "momentum encoder"]
+        pool = online or candidates
+        if len(pool) != 1:
+            raise ConvertError(
+                f"ambiguous: {len(pool)} ResNets in the checkpoint ({', '.join(p or '<root>' for p in pool)})"
+                " and format " f"{spec.name} has no rule to pick one; pass --encoder PREFIX")
+        prefix = pool[0]
+    elif prefix not in candidates:
+        raise ConvertError(
+            f"format {spec.name}: no ResNet under {prefix or '<root>'!r} for encoder {enc_name!r}"
+            f" (ResNets found under: {', '.join(p or '<root>' for p in candidates)}; encoders of "
+            f"this format: {', '.join(spec.encoders)})")
+
+    local = {k[len(prefix):]: sv for k, sv in renamed.items() if k.startswith(prefix)}
+    seq_map: dict[int, str] = {}
+    if any(k.split(".", 1)[0].isdigit() for k in local):
+        seq_map = _sequential_names({k: v for k, (_, v) in local.items()})
+        local = {(seq_map[int(k.split('.', 1)[0])] + "." + k.split(".", 1)[1]
+                  if k.split(".", 1)[0].isdigit() and int(k.split(".", 1)[0]) in seq_map else k): sv
+                 for k, sv in local.items()}
+
+    tensors = {k: _as_tensor(v) for k, (_, v) in local.items() if not k.startswith("fc.")}
+    inferred, stem = infer_arch(tensors)
+    if arch is not None and arch != inferred:
+        raise ConvertError(f"weights are {describe_arch(inferred)} but --arch is {describe_arch(arch)}")
+    meta_src: dict = {}
+    if spec.meta_key and isinstance(obj, Mapping) and isinstance(obj.get(spec.meta_key), Mapping):
+        meta_src = dict(obj[spec.meta_key])
+        for key, got in (("arch", inferred), ("stem", stem)):
+            want = meta_src.get(key)
+            if want is not None and want != got:
+                raise ConvertError(f"meta says {key} {want!r} but the tensors are {got!r}")
+    arch = inferred
+
+    shapes = target_shapes(arch, stem)
+    unexpected = sorted(set(tensors) - set(shapes))
+    if unexpected:
+        raise ConvertError(f"encoder {prefix or '<root>'!r} has tensors that are not part of "
+                           f"{arch}: {_short(unexpected)}")
+    filled: list[str] = []
+    for k in shapes:
+        if k not in tensors and k.endswith("num_batches_tracked"):
+            # Older torch (< 0.4.1) and some converters omit it; it only matters for BN with
+            # momentum=None. Filled with 0 so strict loading succeeds, and recorded in meta.
+            tensors[k] = torch.tensor(0, dtype=torch.long)
+            filled.append(k)
+    missing = [k for k in shapes if k not in tensors]
+    if missing:
+        raise ConvertError(f"encoder {prefix or '<root>'!r} lacks {len(missing)} tensors of "
+                           f"{arch}: {_short(missing)}")
+    bad = [f"{k} {tuple(tensors[k].shape)} vs {shapes[k]}" for k in shapes
+           if tuple(tensors[k].shape) != shapes[k]]
+    if bad:
+        raise ConvertError(f"shape mismatch with {arch}: {_short(bad, 3)}")
+
+    source_tensors = {k: tensors[k] for k in shapes}
+    state_dict: dict[str, torch.Tensor] = {}
+    src_dtypes: set[str] = set()
+    for k in shapes:
+        t = tensors[k]
+        if t.is_floating_point():
+            src_dtypes.add(str(t.dtype).replace("torch.", ""))
+            t = t.detach().to(torch.float32)
+        state_dict[k] = t.detach().contiguous().clone()
+
+    # Everything not taken, grouped by role.
+    taken_src = {local[k][0] for k in local if k in shapes}
+    head_src = {local[k][0] for k in local if k.startswith("fc.")}
+    taken_ids = {_storage_id(local[k][1]) for k in local if k in shapes}
+    dropped: dict[str, list[str]] = {}
+    for nk, (src_key, v) in renamed.items():
+        if src_key in taken_src:
+            continue
+        if src_key in head_src:
+            role = "heads"
+        elif _storage_id(v) in taken_ids:
+            role = "duplicate of encoder"
+        else:
+            role = F.role_of(nk, spec)
+        dropped.setdefault(role, []).append(src_key)
+    # Other whole models next to the taken one (DINO student/teacher, timm EMA).
+    if container is not None and isinstance(obj, Mapping):
+        for top, val in obj.items():
+            if str(top) == container.split(".")[0]:
+                continue
+            sd_other, _ = F.unwrap(val, ("state_dict", "model"))
+            if sd_other:
+                dropped.setdefault(F.role_of(f"{top}.x", spec), []).extend(
+                    f"{top}/{k}" for k in sd_other)
+
+    meta = {
+        "format": spec.name,
+        "format_title": spec.title,
+        "encoder": enc_name,
+        "encoder_prefix": prefix,
+        "container": container,
+        "arch": arch,
+        "depth": ARCHS[arch].depth,
+        "width": ARCHS[arch].width,
+        "stem": stem,
+        "stem_padding": (int(meta_src.get("stem_padding") or spec.extra.get("cifar_stem_padding", 1))
+                         if stem == "cifar" else 3),
+        "num_tensors": len(state_dict),
+        "dropped": {r: list(ks) for r, ks in dropped.items()},
+        "top_level_keys": [str(k) for k in obj] if isinstance(obj, Mapping) and container else [],
+        "dropped_counts": {r: len(ks) for r, ks in dropped.items()},
+        "filled_defaults": filled,
+        "source_dtypes": sorted(src_dtypes),
+        "sequential_children": {str(i): n for i, n in sorted(seq_map.items())},
+        "converter_version": CONVERTER_VERSION,
+    }
+    if meta_src:
+        meta["source_meta"] = {k: v for k, v in meta_src.items()
+                               if isinstance(v, (str, int, float, bool, type(None)))}
+    return Conversion(state_dict=state_dict, arch=arch, stem=stem, format=spec.name,
+                      encoder=enc_name, dropped=dropped, meta=meta, source_tensors=source_tensors)

@@ -1,0 +1,278 @@
+"""The checkpoint formats `unmix convert` reads: where each comes from, how it is recognised,
+which encoder it evaluates, and how its keys map to torchvision/mmdet ResNet names.
+
+Everything per format is data (`Format`): the top-level container, the encoders by name
+(container + key prefix), the default encoder, regex rename rules applied to the encoder's keys,
+and extra role rules for the dropped keys. Detection is an ordered list of predicates over the
+loaded object (`detect`). docs/convert.md renders the same table for users.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+# Wrappers stripped from every key, wherever they occur as a path segment: DataParallel/DDP
+# (`module.`) and torch.compile (`_orig_mod.`).
+WRAPPER_SEGMENTS = ("module", "_orig_mod")
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """Where one encoder lives: `container` is a top-level key of the checkpoint (None: the
+    format's state dict), `prefix` the key prefix inside it after wrapper segments are stripped.
+    `prefix=None` means: the only ResNet found in the container."""
+    prefix: str | None
+    container: str | None = None
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    title: str
+    source: str                      # where such files come from
+    detected_by: str                 # human-readable detection rule (docs)
+    containers: tuple[str, ...]      # top-level keys tried in order for the state dict; () = bare
+    encoders: Mapping[str, Encoder]
+    default_encoder: str
+    renames: tuple[tuple[str, str], ...] = ()   # (regex, replacement) on every key, in order
+    roles: tuple[tuple[str, str], ...] = ()     # (regex on full key, role), before ROLE_RULES
+    notes: str = ""
+    meta_key: str | None = None      # top-level key holding arch/stem metadata
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+# Roles of dropped keys, first match wins (after a format's own rules). 'duplicate' (a tensor
+# shared with the taken encoder) is decided by storage, not by name.
+ROLE_RULES: tuple[tuple[str, str], ...] = (
+    (r"(^|\.)(queue\w*|bank\w*|memory_bank)(\.|$)", "queue"),
+    (r"(^|\.)(encoder_k|momentum\w*|\w*_momentum|target\w*|teacher|ema\w*|state_dict_ema)(\.|$)",
+     "momentum encoder"),
+    (r"(^|\.)(predictor|prediction_head|online_predictor)(\.|$)", "predictor"),
+    (r"(^|\.)(projector|projection_head|neck|mlp)(\.|$)", "projector"),
+    (r"(^|\.)(fc|head|heads|classifier|prototypes\w*|linear|cls_head)(\.|$)", "heads"),
+    (r"(^|\.)(student)(\.|$)", "student encoder"),
+)
+
+# detectron2 names as written by MoCo's convert-pretrain-to-detectron2.py (and detectron2's own
+# torchvision converter): stem.conv1, stem.conv1.norm, resN.i.convK(.norm), resN.i.shortcut(.norm).
+DETECTRON2_RENAMES: tuple[tuple[str, str], ...] = (
+    (r"(^|\.)stem\.conv1\.norm\.", r"\1bn1."),
+    (r"(^|\.)stem\.", r"\1"),
+    (r"(^|\.)res2\.", r"\1layer1."),
+    (r"(^|\.)res3\.", r"\1layer2."),
+    (r"(^|\.)res4\.", r"\1layer3."),
+    (r"(^|\.)res5\.", r"\1layer4."),
+    (r"\.shortcut\.norm\.", ".downsample.1."),
+    (r"\.shortcut\.", ".downsample.0."),
+    (r"\.conv([123])\.norm\.", r".bn\1."),
+)
+
+_F = Format
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    _F("unmix-pretrain", "unmix pretraining checkpoint",
+       "`unmix pretrain` (pretrain/train.py)",
+       "top-level `format == 'unmix-pretrain'`",
+       ("state_dict",),
+       {"backbone": Encoder("backbone."), "momentum": Encoder("momentum_backbone.")},
+       "backbone", meta_key="meta",
+       notes="arch and stem are read from `meta` and checked against the tensors"),
+    _F("unmix-converted", "unmix convert output",
+       "`unmix convert` (this tool); re-reading is a no-op conversion",
+       "top-level `meta.converter_version` next to `state_dict`",
+       ("state_dict",), {"backbone": Encoder("")}, "backbone", meta_key="meta"),
+    _F("dino", "DINO training checkpoint",
+       "facebookresearch/dino `checkpoint.pth` (`{'student','teacher','optimizer','epoch','args',"
+       "'dino_loss'}`), `MultiCropWrapper` keys `backbone.*` / `head.*` under `module.`",
+       "top-level `teacher` and `student` dicts",
+       (),
+       {"teacher": Encoder("backbone.", "teacher"), "student": Encoder("backbone.", "student")},
+       "teacher",
+       notes="teacher by default, as DINO's own k-NN/linear evaluation does"),
+    _F("timm-train", "timm training checkpoint",
+       "timm `train.py` checkpoints (`{'state_dict','state_dict_ema','optimizer','args',...}`)",
+       "top-level `state_dict_ema`",
+       (), {"model": Encoder(None, "state_dict"), "ema": Encoder(None, "state_dict_ema")},
+       "model", roles=((r"^state_dict\.", "non-EMA weights"),),
+       notes="`--encoder ema` takes the EMA weights"),
+    _F("solo-learn", "solo-learn Lightning checkpoint",
+       "vturrisi/solo-learn (Lightning `.ckpt`): `backbone.*` (torchvision names, fc removed), "
+       "`projector.*`, `predictor.*`, `momentum_backbone.*`, `classifier.*`",
+       "`pytorch-lightning_version` and named `backbone.conv1.weight`",
+       ("state_dict",),
+       {"online": Encoder("backbone."), "momentum": Encoder("momentum_backbone.")}, "online",
+       notes="solo-learn's CIFAR stem pads its 3x3 conv1 by 2; the pad is kept (`stem_padding`)",
+       extra={"cifar_stem_padding": 2}),
+    _F("lightly", "lightly Lightning checkpoint",
+       "lightly examples/benchmarks (Lightning `.ckpt`): `backbone = nn.Sequential(*resnet."
+       "children()[:-1])`, so `backbone.0.*` (conv1), `backbone.4.*` (layer1)...; also "
+       "`model.backbone.*`, `backbone_momentum.*`, `projection_head.*`, `prediction_head.*`",
+       "`pytorch-lightning_version` otherwise",
+       ("state_dict",),
+       {"online": Encoder(None), "momentum": Encoder("backbone_momentum.")}, "online",
+       notes="`online` is the only non-momentum ResNet in the checkpoint"),
+    _F("unmix-cifar", "Un-Mix CIFAR demo (official)",
+       "the official Un-Mix MoCo CIFAR demo: `{'epoch','state_dict','optimizer'}`, encoder "
+       "`encoder_q.net.N.*` (nn.Sequential of ResNet children, max-pool removed), `encoder_k.net.*`, "
+       "`queue`",
+       "keys `encoder_q.net.*`",
+       ("state_dict", "model"),
+       {"query": Encoder("encoder_q.net."), "key": Encoder("encoder_k.net.")}, "query"),
+    _F("moco", "MoCo v1/v2 (and Un-Mix ImageNet MoCo)",
+       "facebookresearch/moco `main_moco.py` and the Un-Mix ImageNet MoCo release: "
+       "`{'epoch','arch','state_dict','optimizer'}`, `module.encoder_q.*` (fc or fc.0/fc.2 MLP), "
+       "`module.encoder_k.*`, `module.queue`",
+       "keys `encoder_q.conv1.weight`",
+       ("state_dict", "model"),
+       {"query": Encoder("encoder_q."), "key": Encoder("encoder_k.")}, "query"),
+    _F("moco-v3", "MoCo v3",
+       "facebookresearch/moco-v3 `main_moco.py`: `module.base_encoder.*` (fc = projector MLP), "
+       "`module.momentum_encoder.*`, `module.predictor.*`",
+       "keys `base_encoder.*`",
+       ("state_dict", "model"),
+       {"base": Encoder("base_encoder."), "momentum": Encoder("momentum_encoder.")}, "base"),
+    _F("byol", "BYOL (lucidrains/byol-pytorch learner)",
+       "lucidrains/byol-pytorch: `learner.state_dict()` has `net.*` (the wrapped ResNet), "
+       "`online_encoder.net.*` (same tensors), `online_encoder.projector.*`, "
+       "`target_encoder.*`, `online_predictor.*`; saving `resnet.state_dict()` gives `torchvision`",
+       "keys `online_encoder.net.*`",
+       ("state_dict", "model"),
+       {"online": Encoder("online_encoder.net."), "target": Encoder("target_encoder.net.")},
+       "online"),
+    _F("simclr", "SimCLR (common PyTorch ports)",
+       "Spijkervet/SimCLR (`encoder.*`, `projector.*`, bare state dict) and sthalles/SimCLR "
+       "(`{'epoch','arch','state_dict','optimizer'}`, `backbone.*` with the MLP in `backbone.fc.0/2`);"
+       " tonylins/simclr-converter output is a torchvision state dict",
+       "keys `encoder.conv1.weight` with `projector.*`, or `backbone.fc.0.weight`",
+       ("state_dict", "model"),
+       {"encoder": Encoder(None)}, "encoder"),
+    _F("swav", "SwAV / DeepCluster-v2 (and Un-Mix SwAV)",
+       "facebookresearch/swav releases and training checkpoints (`module.conv1...`, "
+       "`module.projection_head.*`, `module.prototypes.weight` or `prototypes.prototypesN`), "
+       "DeepCluster-v2 from the same repo, the Un-Mix SwAV release; resnet50w2 supported",
+       "root `conv1.weight` with `projection_head.*` or `prototypes*`",
+       ("state_dict", "model"),
+       {"encoder": Encoder("")}, "encoder"),
+    _F("mmpretrain", "mmselfsup / mmpretrain",
+       "OpenMMLab model zoo and training checkpoints (`{'meta','state_dict',...}`): `backbone.*`, "
+       "`neck.*`, `head.*`, `momentum_encoder.module.*` (1.x) or `encoder_q.0.*`/`encoder_k.*` (0.x)",
+       "keys `backbone.*` (not Lightning)",
+       ("state_dict", "model"),
+       {"backbone": Encoder("backbone."), "momentum": Encoder("momentum_encoder.0.")},
+       "backbone"),
+    _F("detectron2", "detectron2 `.pkl`",
+       "MoCo's `convert-pretrain-to-detectron2.py` (and detectron2's torchvision converter): "
+       "`{'model': {numpy arrays}, '__author__', 'matching_heuristics'}`, names `stem.conv1`, "
+       "`stem.conv1.norm`, `resN.i.convK(.norm)`, `resN.i.shortcut(.norm)`; also "
+       "`backbone.bottom_up.*` from detectron2 training",
+       "keys `stem.conv1.weight` / `res2.*` (optionally under `backbone.bottom_up.`)",
+       ("model", "state_dict"),
+       {"encoder": Encoder(None)}, "encoder", renames=DETECTRON2_RENAMES,
+       notes="read through a restricted unpickler (numpy arrays and containers only)"),
+    _F("torchvision", "torchvision / timm ResNet state dict",
+       "torchvision and timm ResNet weights (`.pth`, `.safetensors`), DINO's released backbone, "
+       "tonylins/simclr-converter, any bare `resnet.state_dict()`; wrapped in `state_dict` or "
+       "`model` or not, with `module.`/`_orig_mod.` prefixes or not",
+       "root `conv1.weight` and `layer1.0.conv1.weight`",
+       ("state_dict", "model"), {"encoder": Encoder("")}, "encoder"),
+    _F("sequential", "nn.Sequential of a ResNet's children",
+       "`nn.Sequential(*list(resnet.children())[:-1])` saved directly (`0.weight` = conv1, "
+       "`4.0.conv1.weight` = layer1...)",
+       "root `N.weight` (3-channel conv) and `M.0.conv1.weight`",
+       ("state_dict", "model"), {"encoder": Encoder(None)}, "encoder"),
+    _F("generic", "any checkpoint with exactly one ResNet",
+       "anything else: the only ResNet found under any prefix is taken",
+       "fallback",
+       ("state_dict", "model"), {"encoder": Encoder(None)}, "encoder"),
+)}
+
+
+# ----------------------------------------------------------------------------------- detection
+def strip_wrappers(key: str) -> str:
+    parts = [p for p in key.split(".") if p not in WRAPPER_SEGMENTS]
+    return ".".join(parts)
+
+
+def is_tensor_like(v: Any) -> bool:
+    import numpy as np
+    import torch
+
+    return isinstance(v, (torch.Tensor, np.ndarray))
+
+
+def is_state_dict(obj: Any) -> bool:
+    if not isinstance(obj, Mapping) or not obj:
+        return False
+    values = list(obj.values())
+    n = sum(is_tensor_like(v) for v in values)
+    return n > 0 and n >= 0.5 * len(values)
+
+
+def unwrap(obj: Any, containers: tuple[str, ...]) -> tuple[Mapping[str, Any], str | None]:
+    """The state dict of `obj`: `obj` itself if bare, else the first of `containers` present."""
+    if is_state_dict(obj):
+        return obj, None
+    if isinstance(obj, Mapping):
+        for c in containers:
+            if c in obj and is_state_dict(obj[c]):
+                return obj[c], c
+            # Some wrappers nest once more, e.g. {'model': {'state_dict': ...}}.
+            if c in obj and isinstance(obj[c], Mapping):
+                for c2 in containers:
+                    if is_state_dict(obj[c].get(c2)):
+                        return obj[c][c2], f"{c}.{c2}"
+    return {}, None
+
+
+def _keys(obj: Any) -> list[str]:
+    sd, _ = unwrap(obj, ("state_dict", "model"))
+    return [strip_wrappers(str(k)) for k in sd]
+
+
+def _any(keys: list[str], pattern: str) -> bool:
+    rx = re.compile(pattern)
+    return any(rx.search(k) for k in keys)
+
+
+def _has_top(obj: Any, *names: str) -> bool:
+    return isinstance(obj, Mapping) and all(n in obj for n in names)
+
+
+# Ordered: the first predicate that holds names the format. Each looks only at the structure.
+DETECTORS: tuple[tuple[str, Callable[[Any, list[str]], bool]], ...] = (
+    ("unmix-pretrain", lambda o, k: isinstance(o, Mapping) and o.get("format") == "unmix-pretrain"),
+    ("unmix-converted", lambda o, k: isinstance(o, Mapping) and isinstance(o.get("meta"), Mapping)
+     and "converter_version" in o["meta"] and "state_dict" in o),
+    ("dino", lambda o, k: _has_top(o, "teacher", "student")),
+    ("timm-train", lambda o, k: _has_top(o, "state_dict_ema")),
+    ("solo-learn", lambda o, k: _has_top(o, "pytorch-lightning_version")
+     and _any(k, r"^backbone\.conv1\.weight$")),
+    ("lightly", lambda o, k: _has_top(o, "pytorch-lightning_version")),
+    ("unmix-cifar", lambda o, k: _any(k, r"^encoder_q\.net\.")),
+    ("moco", lambda o, k: _any(k, r"^encoder_q\.conv1\.weight$")),
+    ("moco-v3", lambda o, k: _any(k, r"^base_encoder\.")),
+    ("byol", lambda o, k: _any(k, r"^online_encoder\.net\.")),
+    ("simclr", lambda o, k: (_any(k, r"^encoder\.conv1\.weight$") and _any(k, r"^projector\."))
+     or (_any(k, r"^backbone\.fc\.0\.weight$") and all(x.startswith("backbone.") for x in k))),
+    ("swav", lambda o, k: _any(k, r"^conv1\.weight$")
+     and _any(k, r"^(projection_head\.|prototypes)")),
+    ("detectron2", lambda o, k: _any(k, r"^(backbone\.bottom_up\.)?(stem\.conv1\.|res2\.0\.)")),
+    ("mmpretrain", lambda o, k: _any(k, r"^backbone\.")),
+    ("torchvision", lambda o, k: _any(k, r"^conv1\.weight$") and _any(k, r"^layer1\.0\.")),
+    ("sequential", lambda o, k: _any(k, r"^\d+\.weight$") and _any(k, r"^\d+\.0\.conv1\.weight$")),
+)
+
+
+def detect(obj: Any) -> str | None:
+    keys = _keys(obj)
+    for name, pred in DETECTORS:
+        if pred(obj, keys):
+            return name
+    return "generic" if keys else None
+
+
+def role_of(key: str, fmt: Format) -> str:
+    for pattern, role in fmt.roles + ROLE_RULES:
+        if re.search(pattern, key):
+            return role
+    return "other"

@@ -1,0 +1,89 @@
+"""Files in and out: `convert_file`, `save_conversion`, `load_conversion`, `build_encoder`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from pretrain.backbones import ARCHS, build_resnet
+from transfer.convert.core import Conversion, convert_state_dict
+from transfer.convert.load import read_checkpoint, sha256_file
+from unmix.atomic import torch_save
+from unmix.errors import UnmixError
+
+
+def convert_file(src: str | os.PathLike, *, arch: str | None = None, fmt: str | None = None,
+                 encoder: str | None = None, trust_pickle: bool = False,
+                 verify: bool = True) -> Conversion:
+    """Load `src` safely, convert, verify. Raises UnmixError('SRC: problem')."""
+    src = Path(src)
+    obj, container_kind = read_checkpoint(src, trust_pickle=trust_pickle)
+    try:
+        conv = convert_state_dict(obj, arch=arch, fmt=fmt, encoder=encoder)
+        conv.meta["verification"] = None
+        if verify:
+            from transfer.convert.verify import verify_features
+
+            conv.meta["verification"] = verify_features(conv)
+    except UnmixError as e:
+        raise UnmixError(f"{src}: {e}") from None
+    conv.meta.update({
+        "source": str(src.resolve()),
+        "source_sha256": sha256_file(src),
+        "source_file_kind": container_kind,
+        "trusted_pickle": bool(trust_pickle),
+        "torch_version": torch.__version__,
+    })
+    return conv
+
+
+def save_conversion(conv: Conversion, dst: str | os.PathLike) -> Path:
+    """Atomically write `{'state_dict', 'meta'}` (loadable with weights_only=True)."""
+    dst = Path(dst)
+    torch_save({"state_dict": dict(conv.state_dict), "meta": _plain(conv.meta)}, dst)
+    return dst
+
+
+def load_conversion(path: str | os.PathLike) -> Conversion:
+    """Read a DST written by `save_conversion` (weights_only; strict structure check)."""
+    path = Path(path)
+    from transfer.convert.load import read_checkpoint as _read
+
+    obj, _ = _read(path)
+    if not (isinstance(obj, dict) and isinstance(obj.get("meta"), dict)
+            and "converter_version" in obj["meta"] and isinstance(obj.get("state_dict"), dict)):
+        raise UnmixError(f"{path}: not written by `unmix convert` (no state_dict/meta.converter_version)")
+    meta = obj["meta"]
+    try:
+        conv = convert_state_dict(obj, fmt="unmix-converted", arch=meta.get("arch"))
+    except UnmixError as e:
+        raise UnmixError(f"{path}: {e}") from None
+    for key in ("format", "encoder"):
+        setattr(conv, key, meta.get(key, getattr(conv, key)))
+    conv.dropped = {r: list(ks) for r, ks in meta.get("dropped", {}).items()}
+    conv.meta = dict(meta)
+    return conv
+
+
+def build_encoder(conv: Conversion) -> torch.nn.Module:
+    """`pretrain.backbones.ResNet` with the converted weights, strictly loaded (kNN/linear)."""
+    if conv.arch not in ARCHS:
+        raise UnmixError(f"unknown arch {conv.arch!r}")
+    model = build_resnet(conv.arch, conv.stem)
+    if conv.stem == "cifar":
+        p = int(conv.meta.get("stem_padding", 1))
+        model.conv1.padding = (p, p)
+    model.load_state_dict(conv.state_dict, strict=True)
+    return model
+
+
+def _plain(x):
+    """meta as plain Python (weights_only-loadable)."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    return str(x)
