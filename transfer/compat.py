@@ -57,8 +57,54 @@ def fix_checkpoint_loading() -> None:
     CheckpointLoader.register_scheme(prefixes="", loader=load_from_local, force=True)
 
 
+def fix_ragged_recalls() -> None:
+    """mmdet 3.3's `eval_recalls` (VOCMetric(metric='recall'), CocoMetric proposal recall) stacks
+    per-image IoU matrices of different shapes with `np.array(list)`, which numpy >= 1.24 refuses
+    ("inhomogeneous shape"). Same computation with an explicit object array, swapped in wherever
+    mmdet imported the name."""
+    import numpy as np
+    from mmdet.evaluation.functional import recall as rec
+
+    if getattr(rec.eval_recalls, "_unmix_fixed", False):
+        return
+
+    def eval_recalls(gts, proposals, proposal_nums=None, iou_thrs=0.5, logger=None,
+                     use_legacy_coordinate=False):
+        if len(gts) != len(proposals):
+            raise ValueError(f"eval_recalls: {len(gts)} images of ground truth but "
+                             f"{len(proposals)} of proposals")
+        proposal_nums, iou_thrs = rec.set_recall_param(proposal_nums, iou_thrs)
+        ious = np.empty(len(gts), dtype=object)  # one (num_gt, num_proposals) matrix per image
+        for i, (gt, props) in enumerate(zip(gts, proposals)):
+            if props.ndim == 2 and props.shape[1] == 5:  # scored: best first
+                props = props[np.argsort(props[:, 4])[::-1]]
+            top = props[:min(props.shape[0], proposal_nums[-1]), :4]
+            if gt is None or gt.shape[0] == 0:
+                ious[i] = np.zeros((0, props.shape[0]), dtype=np.float32)
+            else:
+                ious[i] = rec.bbox_overlaps(gt, top, use_legacy_coordinate=use_legacy_coordinate)
+        recalls = rec._recalls(ious, proposal_nums, iou_thrs)
+        rec.print_recall_summary(recalls, proposal_nums, iou_thrs, logger=logger)
+        return recalls
+
+    eval_recalls._unmix_fixed = True  # type: ignore[attr-defined]
+    eval_recalls._unmix_original = rec.eval_recalls  # type: ignore[attr-defined]
+    import importlib
+
+    for name in ("mmdet.evaluation.functional.recall", "mmdet.evaluation.functional",
+                 "mmdet.evaluation.metrics.voc_metric", "mmdet.evaluation.metrics.coco_metric",
+                 "mmdet.evaluation.metrics.lvis_metric"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # lvis_metric needs the optional lvis package at import? keep going
+            continue
+        if hasattr(module, "eval_recalls"):
+            module.eval_recalls = eval_recalls
+
+
 FIXES: dict[str, Callable[[], None]] = {
     "checkpoint_loading": fix_checkpoint_loading,
+    "ragged_recalls": fix_ragged_recalls,
 }
 
 

@@ -1,0 +1,19 @@
+# The Un-Mix paper's COCO protocol (section 4.3, Table 8b): Mask R-CNN R50-FPN, COCO train2017 ->
+# val2017, 12 epochs (mmdet's 1x schedule), 1333x800, initial lr 0.02 at total batch 16, BN frozen
+# by default (`unmix finetune` applies the --bn mode), no norm in the FPN neck or heads.
+_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+
+model = dict(
+    data_preprocessor=dict(
+        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
+    backbone=dict(style='pytorch', init_cfg=None))
+
+optim_wrapper = dict(optimizer=dict(lr=0.02))
+auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+val_evaluator = dict(proposal_nums=(1, 10, 100))
+test_evaluator = val_evaluator
+
+vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=2))

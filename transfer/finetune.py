@@ -1,0 +1,390 @@
+"""`unmix finetune`: fine-tune an mmdet detector from any ResNet checkpoint under a named protocol.
+
+    unmix finetune --checkpoint CKPT --protocol NAME [--bn MODE] [--seed N] [--work-dir DIR]
+                   [--data-root DIR] [--cfg-options k=v ...] [--resume] [--launcher L]
+
+CKPT is anything `unmix convert` reads (converted and verified on the fly into WORK_DIR/backbone.pth)
+or `none` (random-init baseline). The run is mmdet's own Runner on the protocol's config, with the
+BN mode, backbone and linearly scaled lr applied (transfer/protocols.py); after weights are
+initialised a hook asserts that every converted tensor reached the model (mmengine loads with
+strict=False, so partial loading is otherwise silent). Every run writes WORK_DIR/result.json.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from unmix import records
+from unmix.errors import UnmixError
+from transfer import protocols
+
+DEFAULT_WORK_ROOT = Path("work_dirs") / "finetune"
+BACKBONE_NAME = "backbone.pth"
+
+
+# ------------------------------------------------------------------------------- checkpoints
+
+def _fallback_convert(path: Path) -> dict[str, Any]:
+    """Plain torchvision-keyed state dicts only; used until transfer.convert is installed."""
+    import torch
+
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    sd = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in obj.items()
+          if not k.startswith("fc.")}
+    if "conv1.weight" not in sd or "layer1.0.conv1.weight" not in sd:
+        raise UnmixError(f"{path}: not a torchvision ResNet state dict (no conv1/layer1 keys)")
+    bottleneck = "layer1.0.conv3.weight" in sd
+    blocks = [len({k.split(".")[1] for k in sd if k.startswith(f"layer{i}.")}) for i in (1, 2, 3, 4)]
+    depth = {(False, (2, 2, 2, 2)): 18, (False, (3, 4, 6, 3)): 34, (True, (3, 4, 6, 3)): 50,
+             (True, (3, 4, 23, 3)): 101, (True, (3, 8, 36, 3)): 152}.get((bottleneck, tuple(blocks)))
+    if depth is None:
+        raise UnmixError(f"{path}: unrecognised ResNet layout {blocks}")
+    if sd["conv1.weight"].shape[-1] != 7:
+        raise UnmixError(f"{path}: CIFAR-stem checkpoints need transfer.convert")
+    width = sd["conv1.weight"].shape[0]
+    backbone = {"depth": depth}
+    if width != 64:
+        backbone.update(stem_channels=width, base_channels=width)
+    return {"state_dict": sd, "arch": f"resnet{depth}", "stem": "imagenet", "format": "torchvision",
+            "backbone": backbone, "meta": {}}
+
+
+def _strictly_plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _strictly_plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strictly_plain(v) for v in x]
+    if type(x) in (str, int, float, bool) or x is None:
+        return x
+    return str(x)  # incl. str subclasses such as torch's TorchVersion
+
+
+def _ensure_weights_only_loadable(dst: Path, state_dict: dict, meta: dict) -> None:
+    """mmengine loads DST with weights_only=True; if the meta holds anything richer than plain
+    Python, rewrite it with a plain meta (same tensors) rather than fail at init time."""
+    import torch
+
+    try:
+        torch.load(dst, map_location="cpu", weights_only=True)
+    except Exception:
+        from unmix import atomic
+
+        atomic.torch_save({"state_dict": dict(state_dict), "meta": _strictly_plain(meta)}, dst)
+
+
+def prepare_checkpoint(checkpoint: str, work_dir: Path) -> tuple[dict[str, Any], dict | None, dict | None]:
+    """Convert CKPT into WORK_DIR/backbone.pth.
+
+    Returns (record's checkpoint section, converted state dict or None, backbone cfg or None).
+    """
+    if checkpoint.lower() == "none":
+        return ({"label": "random-init", "path": None, "sha256": None, "format": "none",
+                 "arch": None, "stem": None, "pretrain": None}, None, None)
+    src = Path(checkpoint)
+    if not src.is_file():
+        raise UnmixError(f"{src}: no such checkpoint file")
+    dst = work_dir / BACKBONE_NAME
+    try:
+        from transfer.convert import convert_file, mmdet_backbone_cfg, save_conversion
+    except ImportError:
+        conv = _fallback_convert(src)
+        from unmix import atomic
+
+        atomic.torch_save({"state_dict": conv["state_dict"], "meta": conv["meta"]}, dst)
+        state_dict, arch, stem, fmt, meta = (conv["state_dict"], conv["arch"], conv["stem"],
+                                             conv["format"], conv["meta"])
+        backbone = dict(conv["backbone"], init_cfg=dict(type="Pretrained", checkpoint=str(dst)))
+    else:
+        conv = convert_file(str(src), verify=True)
+        save_conversion(conv, str(dst))
+        _ensure_weights_only_loadable(dst, conv.state_dict, conv.meta)
+        state_dict, arch, stem, fmt, meta = conv.state_dict, conv.arch, conv.stem, conv.format, conv.meta
+        backbone = mmdet_backbone_cfg(conv, checkpoint=str(dst))
+        backbone.setdefault("init_cfg", dict(type="Pretrained", checkpoint=str(dst)))
+    section = {"label": src.stem, "path": str(src.resolve()), "sha256": records.sha256_file(src),
+               "format": fmt, "arch": arch, "stem": stem,
+               "pretrain": (meta or {}).get("pretrain") if isinstance(meta, dict) else None}
+    return section, dict(state_dict), backbone
+
+
+# ----------------------------------------------------------------------------------- hooks
+
+def check_loaded(model, expected: dict, layout: str) -> None:
+    """Raise unless the backbone (and the C4 res5 head) hold exactly the converted tensors."""
+    import torch
+
+    model = getattr(model, "module", model)
+    parts = [("backbone", model.backbone.state_dict())]
+    if layout == "c4":
+        head = model.roi_head.shared_head.state_dict()
+        # The extra norm after res5 is a new layer: not expected in the checkpoint.
+        parts.append(("roi_head.shared_head", {k: v for k, v in head.items()
+                                               if not k.startswith("norm.")}))
+    skip = "num_batches_tracked"
+    expected = {k: v for k, v in expected.items() if not k.endswith(skip)}
+    consumed: set[str] = set()
+    problems = []
+    for name, sd in parts:
+        sd = {k: v for k, v in sd.items() if not k.endswith(skip)}
+        missing = sorted(set(sd) - set(expected))
+        differ = sorted(k for k in set(sd) & set(expected)
+                        if sd[k].shape != expected[k].shape
+                        or not torch.equal(sd[k].detach().cpu().to(expected[k].dtype), expected[k].cpu()))
+        consumed |= set(sd) & set(expected)
+        if missing:
+            problems.append(f"{name}: {len(missing)} tensors not in the checkpoint ({', '.join(missing[:4])}...)")
+        if differ:
+            problems.append(f"{name}: {len(differ)} tensors differ from the checkpoint ({', '.join(differ[:4])}...)")
+    unused = sorted(set(expected) - consumed)
+    if unused:
+        problems.append(f"{len(unused)} checkpoint tensors reached no layer ({', '.join(unused[:4])}...)")
+    if problems:
+        raise UnmixError("the converted backbone did not load completely: " + "; ".join(problems))
+
+
+def _hooks(expected: dict | None, layout: str, verify: bool):
+    from mmengine.hooks import Hook
+
+    class LoadCheckHook(Hook):
+        priority = "VERY_HIGH"
+
+        def __init__(self) -> None:
+            self.checked = False
+            self.val_metrics: list[tuple[int, dict]] = []
+
+        def before_train(self, runner) -> None:
+            if verify and expected is not None:
+                check_loaded(runner.model, expected, layout)
+                runner.logger.info("unmix: all %d converted backbone tensors loaded", len(expected))
+                self.checked = True
+
+        def after_val_epoch(self, runner, metrics=None) -> None:
+            self.val_metrics.append((runner.iter, dict(metrics or {})))
+
+    return LoadCheckHook()
+
+
+# ------------------------------------------------------------------------------ distributed
+
+def world_info(launcher: str) -> tuple[int, int]:
+    """(rank, world size) from the launcher's environment, before any process group exists."""
+    if launcher == "slurm":
+        return int(os.environ.get("SLURM_PROCID", 0)), int(os.environ.get("SLURM_NTASKS", 1))
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def init_distributed(launcher: str, cuda: bool) -> None:
+    """torchrun on CPU: gloo, set up by us (mmengine's pytorch launcher assumes CUDA devices)."""
+    import torch.distributed as dist
+
+    if launcher != "pytorch" or cuda or dist.is_initialized():
+        return
+    dist.init_process_group(backend="gloo")
+
+
+# ------------------------------------------------------------------------------------- run
+
+def build_config(protocol: str, bn: str | None, seed: int, work_dir: Path, data_root: str | None,
+                 cfg_options: dict | None, backbone: dict | None, launcher: str, world_size: int,
+                 cuda: bool):
+    """The protocol config with this run applied. Returns (cfg, protocol section of the record)."""
+    meta = protocols.get(protocol)
+    cfg = protocols.load_config(protocol)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if data_root:
+        protocols.set_data_root(cfg, data_root)
+    protocols.check_data(cfg, meta["dataset"])
+    protocols.use_unmix_datasets(cfg)
+    bn_requested = bn or meta["default_bn"]
+    bn_used, bn_note = protocols.resolve_bn(bn_requested, world_size, cuda)
+    protocols.apply_backbone(cfg, meta["layout"], backbone)
+    protocols.apply_bn(cfg, meta["layout"], bn_used)
+    per_gpu = int(cfg.train_dataloader.batch_size)
+    lr_info = protocols.scale_lr(cfg, per_gpu * world_size)
+    metric_types = protocols.use_unmix_metrics(cfg)
+    cfg.work_dir = str(work_dir)
+    cfg.randomness = dict(seed=seed, deterministic=False)
+    cfg.launcher = launcher
+    if not cuda:
+        cfg.env_cfg.dist_cfg = dict(backend="gloo")
+        if world_size > 1:
+            # DDP on CPU modules refuses device_ids.
+            cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None,
+                                         broadcast_buffers=False)
+    loop = cfg.train_cfg
+    section = {
+        "name": protocol, "task": "detection", "detector": meta["detector"],
+        "dataset": meta["dataset"], "train_split": meta["train_split"],
+        "test_split": meta["test_split"], "seed": seed,
+        "bn_requested": bn_requested, "bn_used": bn_used, "bn_note": bn_note,
+        "iterations": None,
+        "epochs": loop.get("max_epochs"),
+        "max_iters": loop.get("max_iters"),
+        "batch_size_total": per_gpu * world_size, "batch_per_process": per_gpu,
+        "world_size": world_size, **lr_info,
+        "frozen_stages": cfg.model.backbone.get("frozen_stages"),
+        "image_scale": meta["image_scale"], "metrics_types": metric_types,
+        "data_root": protocols.data_root_of(cfg), "config": str(protocols.config_path(protocol)),
+        "cfg_options": {k: v for k, v in (cfg_options or {}).items()},
+    }
+    return cfg, section
+
+
+def _final_metrics(runner, hook) -> dict:
+    """The last evaluation if it ran after the last iteration, else one test pass."""
+    if hook.val_metrics and hook.val_metrics[-1][0] == runner.iter:
+        return hook.val_metrics[-1][1]
+    return runner.test()
+
+
+def _to_record(runner_metrics: dict) -> tuple[dict, dict]:
+    try:
+        from transfer.metrics import to_record_metrics
+    except ImportError:
+        pass
+    else:
+        return to_record_metrics(runner_metrics)
+    metrics, details = {}, {}
+    for key, value in runner_metrics.items():
+        name = key.split("/")[-1]
+        if not isinstance(value, (int, float)):
+            details[name] = value
+            continue
+        if name == "mAP":  # mmdet's VOC mAP is AP50 over classes, as a fraction
+            name = "AP50"
+        if name.startswith(("bbox_", "segm_")) and not name.endswith("_copypaste"):
+            kind, rest = name.split("_", 1)
+            name = f"{kind}_{rest.replace('mAP', 'AP')}"
+        metrics[name] = float(value) * 100.0 if abs(value) <= 1.0 else float(value)
+    return metrics, details
+
+
+def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 0,
+             work_dir: str | os.PathLike | None = None, data_root: str | None = None,
+             cfg_options: dict | None = None, resume: bool = False, launcher: str = "none",
+             label: str | None = None, verify_loading: bool = True) -> dict[str, Any]:
+    """Fine-tune and evaluate; returns the result record (also written to WORK_DIR/result.json).
+
+    A failure writes a 'failed' record and re-raises.
+    """
+    from transfer.stack import ensure_stack
+
+    t0 = time.time()
+    meta = protocols.get(protocol)
+    rank, world_size = world_info(launcher)
+    if world_size > 1 and launcher == "none":
+        launcher = "pytorch"  # started by torchrun without --launcher
+    if work_dir is None:
+        tag = label or ("random-init" if checkpoint.lower() == "none" else Path(checkpoint).stem)
+        work_dir = DEFAULT_WORK_ROOT / f"{tag}_{protocol}_{bn or meta['default_bn']}_s{seed}"
+    work_dir = Path(work_dir).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+
+    ensure_stack()
+    import torch
+
+    cuda = torch.cuda.is_available()
+    init_distributed(launcher, cuda)
+    env = records.env_info(device="cuda" if cuda else "cpu", world_size=world_size)
+    ck_section = {"label": label or Path(checkpoint).stem, "path": checkpoint, "sha256": None,
+                  "format": None, "arch": None, "stem": None, "pretrain": None}
+    proto_section: dict[str, Any] = {"name": protocol, "task": "detection", "seed": seed,
+                                     "bn_requested": bn or meta["default_bn"], "bn_used": None}
+    record = records.new_record("detection", ck_section, proto_section, env=env)
+    record["work_dir"] = str(work_dir)
+    try:
+        ck_section, expected, backbone = prepare_checkpoint(checkpoint, work_dir)
+        if label:
+            ck_section["label"] = label
+        record["checkpoint"] = ck_section
+        cfg, proto_section = build_config(protocol, bn, seed, work_dir, data_root, cfg_options,
+                                          backbone, launcher, world_size, cuda)
+        record["protocol"] = proto_section
+        if proto_section["bn_note"]:
+            protocols.warn(proto_section["bn_note"])
+        if rank == 0:
+            cfg.dump(str(work_dir / "config.py"))
+            records.write(record, work_dir)
+        from mmengine.runner import Runner
+
+        cfg.resume = bool(resume)
+        runner = Runner.from_cfg(cfg)
+        runner.logger.info("unmix: lr %.6g = %.6g x total batch %d / %d (linear scaling)",
+                           proto_section["lr"], proto_section["lr_base"],
+                           proto_section["batch_size_total"], proto_section["lr_base_batch"])
+        if proto_section["bn_note"]:
+            runner.logger.warning("unmix: %s", proto_section["bn_note"])
+        hook = _hooks(expected, meta["layout"], verify=verify_loading and not resume)
+        runner.register_hook(hook)
+        runner.train()
+        raw = _final_metrics(runner, hook)
+        metrics, details = _to_record(raw)
+        proto_section["iterations"] = runner.iter
+        if proto_section.get("epochs") is not None:
+            proto_section["epochs"] = runner.epoch
+        record["details"] = details
+        record["backbone_load_checked"] = hook.checked
+        records.finish(record, metrics, wall_time_s=round(time.time() - t0, 3))
+    except BaseException as err:
+        records.fail(record, "interrupted (KeyboardInterrupt)" if isinstance(err, KeyboardInterrupt)
+                     else err)
+        record["wall_time_s"] = round(time.time() - t0, 3)
+        if rank == 0:
+            records.write(record, work_dir)
+        raise
+    if rank == 0:
+        records.write(record, work_dir)
+    return record
+
+
+# ------------------------------------------------------------------------------------- CLI
+
+def parse_cfg_options(items: list[str] | None) -> dict[str, Any]:
+    """k=v pairs with mmengine's value syntax (numbers, lists, tuples, None, True/False)."""
+    from mmengine.config import DictAction
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UnmixError(f"--cfg-options: {item!r} is not KEY=VALUE")
+        key, val = item.split("=", 1)
+        out[key] = DictAction._parse_iterable(val)
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True,
+                        help="checkpoint in any format `unmix convert` reads, or 'none' (random init)")
+    parser.add_argument("--protocol", required=True, choices=list(protocols.PROTOCOLS))
+    parser.add_argument("--bn", choices=list(protocols.BN_MODES), default=None,
+                        help="finetune (BN trained), frozen (BN fixed), sync (SyncBN); "
+                             "default: the protocol's")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work-dir", default=None)
+    parser.add_argument("--data-root", default=None, help="dataset root (default: the config's)")
+    parser.add_argument("--label", default=None, help="checkpoint label in the record")
+    parser.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE",
+                        help="mmengine config overrides, e.g. train_cfg.max_epochs=1")
+    parser.add_argument("--resume", action="store_true", help="resume from the work dir's last checkpoint")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
+                        help="multi-process launcher (torchrun -> pytorch)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from transfer.stack import ensure_stack
+
+    ensure_stack()
+    rec = finetune(args.checkpoint, args.protocol, bn=args.bn, seed=args.seed,
+                   work_dir=args.work_dir, data_root=args.data_root,
+                   cfg_options=parse_cfg_options(args.cfg_options), resume=args.resume,
+                   launcher=args.launcher, label=args.label)
+    print(f"{rec['work_dir']}/result.json: " + ", ".join(
+        f"{k}={v:.2f}" for k, v in rec["metrics"].items()), file=sys.stderr)
+    return 0

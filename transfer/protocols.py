@@ -1,0 +1,329 @@
+"""Detection fine-tuning protocols: a plain registry, BN modes and linear lr scaling.
+
+A protocol is an mmengine config in `configs/transfer/` (a thin override of mmdet's own config)
+plus the metadata a result record needs. Everything that depends on the run rather than on the
+protocol (the checkpoint, the BN mode, the real total batch, the data root) is applied here to a
+loaded `mmengine.Config`, so the config saved in the work dir is exactly what ran.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from unmix.errors import UnmixError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "transfer"
+
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "voc-faster-rcnn-fpn": {
+        "config": "voc-faster-rcnn-fpn.py",
+        "detector": "Faster R-CNN R50-FPN",
+        "layout": "fpn",
+        "dataset": "voc",
+        "train_split": "VOC2007+VOC2012 trainval",
+        "test_split": "VOC2007 test",
+        "default_bn": "finetune",
+        "image_scale": "1000x600 train and test",
+        "source": "Un-Mix paper, section 4.3, Table 7",
+    },
+    "coco-retinanet-fpn": {
+        "config": "coco-retinanet-fpn.py",
+        "detector": "RetinaNet R50-FPN",
+        "layout": "fpn",
+        "dataset": "coco",
+        "train_split": "train2017",
+        "test_split": "val2017",
+        "default_bn": "frozen",
+        "image_scale": "1333x800 train and test",
+        "source": "Un-Mix paper, section 4.3, Table 8a",
+    },
+    "coco-mask-rcnn-fpn": {
+        "config": "coco-mask-rcnn-fpn.py",
+        "detector": "Mask R-CNN R50-FPN",
+        "layout": "fpn",
+        "dataset": "coco",
+        "train_split": "train2017",
+        "test_split": "val2017",
+        "default_bn": "frozen",
+        "image_scale": "1333x800 train and test",
+        "source": "Un-Mix paper, section 4.3, Table 8b",
+    },
+    "voc-faster-rcnn-c4": {
+        "config": "voc-faster-rcnn-c4.py",
+        "detector": "Faster R-CNN R50-C4",
+        "layout": "c4",
+        "dataset": "voc",
+        "train_split": "VOC2007+VOC2012 trainval",
+        "test_split": "VOC2007 test",
+        "default_bn": "sync",
+        "image_scale": "shorter side 480-800 train, 800 test (max 1333)",
+        "source": "MoCo (detectron2 R50-C4) as ported by mmselfsup 1.x",
+    },
+}
+
+# --bn modes -> (norm type, affine trained, norm_eval). "finetune" is the paper's "No Freeze",
+# "frozen" its "Freeze BN" (affine and statistics fixed), "sync" SyncBN across processes.
+BN_MODES: dict[str, tuple[str, bool, bool]] = {
+    "finetune": ("BN", True, False),
+    "frozen": ("BN", False, True),
+    "sync": ("SyncBN", True, False),
+}
+
+# Our metrics (transfer/metrics.py) and datasets (transfer/datasets.py) replace mmdet's when they
+# are registered: same behaviour, plus bad-box accounting and the record's metric set.
+UNMIX_METRICS = {"VOCMetric": "UnmixVOCMetric", "CocoMetric": "UnmixCocoMetric"}
+UNMIX_DATASETS = {"VOCDataset": "UnmixVOCDataset", "CocoDataset": "UnmixCocoDataset"}
+
+
+def get(name: str) -> dict[str, Any]:
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise UnmixError(f"--protocol: unknown protocol {name!r} "
+                         f"(choose from {', '.join(PROTOCOLS)})") from None
+
+
+def config_path(name: str) -> Path:
+    return CONFIG_DIR / get(name)["config"]
+
+
+def load_config(name: str):
+    """The protocol's full-size config, as mmengine resolves it (needs `ensure_stack()`)."""
+    from mmengine.config import Config
+
+    return Config.fromfile(str(config_path(name)))
+
+
+def warn(msg: str) -> None:
+    """Loud: stderr always, and the mmengine log when a logger exists."""
+    print(f"unmix finetune: WARNING: {msg}", file=sys.stderr, flush=True)
+    try:
+        from mmengine.logging import MMLogger
+
+        if MMLogger.check_instance_created("mmengine") or MMLogger._instance_dict:
+            MMLogger.get_current_instance().warning(msg)
+    except Exception:
+        pass
+
+
+def resolve_bn(requested: str, world_size: int, cuda: bool) -> tuple[str, str | None]:
+    """(mode actually used, note). SyncBN needs more than one process, and CUDA."""
+    if requested not in BN_MODES:
+        raise UnmixError(f"--bn: unknown mode {requested!r} (choose from {', '.join(BN_MODES)})")
+    if requested != "sync":
+        return requested, None
+    if world_size <= 1:
+        return "finetune", ("SyncBN requested but this is a single process: plain BN trained "
+                            "(norm_eval=False) was used instead; statistics are per-process")
+    if not cuda:
+        return "finetune", ("SyncBN requested but torch's SyncBatchNorm needs CUDA: plain BN "
+                            f"trained per process was used on {world_size} CPU processes")
+    return "sync", None
+
+
+def apply_bn(cfg, layout: str, mode: str) -> None:
+    """Set the backbone's (and, for C4, the res5 head's) norm. New layers keep no norm."""
+    norm_type, affine, norm_eval = BN_MODES[mode]
+    norm_cfg = dict(type=norm_type, requires_grad=affine)
+    targets = [cfg.model.backbone]
+    if layout == "c4":
+        targets.append(cfg.model.roi_head.shared_head)
+    for part in targets:
+        part.norm_cfg = dict(norm_cfg)
+        part.norm_eval = norm_eval
+
+
+def stage_channels(depth: int, base_channels: int = 64) -> list[int]:
+    """Output channels of ResNet stages C2..C5."""
+    expansion = 1 if depth in (18, 34) else 4
+    return [base_channels * 2**i * expansion for i in range(4)]
+
+
+def apply_backbone(cfg, layout: str, backbone: dict[str, Any] | None) -> None:
+    """Point the detector at the converted backbone and fit the necks/heads to its widths.
+
+    `backbone` is `mmdet_backbone_cfg(...)` (depth, stem/base channels, type, init_cfg), or None
+    for the random-init baseline.
+    """
+    if backbone:
+        # The protocol owns the backbone's structure (C4: 3 stages, C4 output only).
+        structural = ("num_stages", "out_indices", "strides", "dilations", "style")
+        cfg.model.backbone.update({k: v for k, v in backbone.items() if k not in structural})
+    depth = int(cfg.model.backbone.get("depth", 50))
+    base = int(cfg.model.backbone.get("base_channels", 64))
+    chans = stage_channels(depth, base)
+    if layout == "fpn":
+        cfg.model.neck.in_channels = chans
+    else:
+        if base != 64:
+            raise UnmixError(f"the C4 protocol needs a standard-width ResNet (mmdet's ResLayer "
+                             f"has no base_channels); this checkpoint has base width {base}")
+        head = cfg.model.roi_head
+        head.shared_head.depth = depth
+        cfg.model.rpn_head.in_channels = chans[2]
+        cfg.model.rpn_head.feat_channels = chans[2]
+        head.bbox_roi_extractor.out_channels = chans[2]
+        head.bbox_head.in_channels = chans[3]
+        init = (backbone or {}).get("init_cfg")
+        # res5 of the checkpoint initialises the shared head: its `layer4.*` keys match as they are.
+        head.shared_head.init_cfg = dict(init) if init else None
+    if not backbone or not backbone.get("init_cfg"):
+        cfg.model.backbone.init_cfg = None
+        # A random backbone has nothing worth freezing.
+        cfg.model.backbone.frozen_stages = -1
+
+
+def base_lr(cfg) -> tuple[float, int]:
+    """(lr, total batch it is meant for) as the protocol config states them."""
+    return float(cfg.optim_wrapper.optimizer.lr), int(cfg.auto_scale_lr.base_batch_size)
+
+
+def scale_lr(cfg, total_batch: int) -> dict[str, Any]:
+    """Linear scaling rule: lr = base_lr * total_batch / base_batch. Writes it into cfg."""
+    lr0, batch0 = base_lr(cfg)
+    lr = lr0 * total_batch / batch0
+    cfg.optim_wrapper.optimizer.lr = lr
+    cfg.auto_scale_lr = dict(enable=False, base_batch_size=batch0)  # never scale twice
+    return {"lr": lr, "lr_base": lr0, "lr_base_batch": batch0}
+
+
+def _walk(node: Any):
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from _walk(v)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            yield from _walk(v)
+
+
+def data_root_of(cfg) -> str | None:
+    for d in _walk(cfg.test_dataloader):
+        if "data_root" in d:
+            return d["data_root"]
+    return None
+
+
+def set_data_root(cfg, root: str) -> None:
+    """Move every dataset (and the COCO metric's annotation file) under `root`."""
+    root = str(root).rstrip("/") + "/"
+    old = data_root_of(cfg)
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        for d in _walk(cfg.get(key)):
+            if "data_root" in d:
+                d["data_root"] = root
+    for key in ("val_evaluator", "test_evaluator"):
+        for d in _walk(cfg.get(key)):
+            ann = d.get("ann_file")
+            if isinstance(ann, str) and old and ann.startswith(old):
+                d["ann_file"] = root + ann[len(old):].lstrip("/")
+
+
+def use_unmix_metrics(cfg) -> list[str]:
+    """Swap mmdet's VOC/COCO metrics for ours where ours are registered. Returns the types used."""
+    from mmdet.registry import METRICS
+
+    used = []
+    for key in ("val_evaluator", "test_evaluator"):
+        ev = cfg.get(key)
+        metrics = list(ev) if isinstance(ev, (list, tuple)) else [ev]
+        new = []
+        for d in metrics:
+            d = dict(d)
+            ours = UNMIX_METRICS.get(d.get("type"))
+            if ours and METRICS.get(ours) is not None:
+                if ours == "UnmixVOCMetric":
+                    if any(m["type"] == ours for m in new):
+                        continue  # ours reports AP50/AP/AP75/recall in one metric
+                    d = dict(type=ours, eval_mode=d.get("eval_mode", "11points"))
+                else:
+                    d["type"] = ours
+            new.append(d)
+            used.append(d["type"])
+        cfg[key] = new[0] if len(new) == 1 else new
+    return sorted(set(used))
+
+
+def use_unmix_datasets(cfg) -> None:
+    from mmdet.registry import DATASETS
+
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        for d in _walk(cfg.get(key)):
+            ours = UNMIX_DATASETS.get(d.get("type"))
+            if ours and DATASETS.get(ours) is not None:
+                d["type"] = ours
+
+
+def check_data(cfg, dataset: str) -> None:
+    """Clear errors for a missing data root/split, before any worker starts; normalises a VOC
+    root given as the parent of VOCdevkit/ (transfer.datasets)."""
+    root = data_root_of(cfg)
+    if not root:
+        return
+    try:
+        from transfer import datasets
+    except ImportError:
+        if not Path(root).is_dir():
+            raise UnmixError(f"{root}: no such data root (pass --data-root)") from None
+        return
+    if dataset == "voc":
+        found = datasets.check_voc_root(root)
+    else:
+        found = datasets.check_coco_root(root)
+    if Path(found.path) != Path(root):
+        set_data_root(cfg, str(found.path))
+
+
+def smoke_options(name: str, scale: tuple[int, int] = (128, 96), batch: int = 2,
+                  iters: int = 2) -> dict[str, Any]:
+    """cfg-options that shrink a protocol to a CPU smoke run: small images, `batch` per process,
+    no dataloader workers, `iters` training iterations then one evaluation. The full-size settings
+    stay in the config files; this is for tests, the demo and benchmarks."""
+    layout = get(name)["layout"]
+    ds = get(name)["dataset"]
+    opts: dict[str, Any] = {
+        "train_dataloader.batch_size": batch,
+        "train_dataloader.num_workers": 0,
+        "train_dataloader.persistent_workers": False,
+        "val_dataloader.num_workers": 0,
+        "val_dataloader.persistent_workers": False,
+        "test_dataloader.num_workers": 0,
+        "test_dataloader.persistent_workers": False,
+        "default_hooks.logger.interval": 1,
+        "log_processor.window_size": 1,
+    }
+    if ds == "voc" and layout == "fpn":
+        # 4 epochs over a 3x repeated VOC07+12 -> 1 epoch over the data once.
+        opts["train_dataloader.dataset.times"] = 1
+        for i in (0, 1):
+            opts[f"train_dataloader.dataset.dataset.datasets.{i}.pipeline.2.scale"] = scale
+            opts[f"train_dataloader.dataset.dataset.datasets.{i}.filter_cfg.min_size"] = 8
+            opts[f"train_dataloader.dataset.dataset.datasets.{i}.filter_cfg.bbox_min_size"] = 4
+        opts["val_dataloader.dataset.pipeline.1.scale"] = scale
+        opts["test_dataloader.dataset.pipeline.1.scale"] = scale
+        opts["train_cfg.max_epochs"] = 1
+        opts["param_scheduler.0.end"] = 1
+        opts["param_scheduler.0.milestones"] = [1]
+    elif ds == "voc":
+        for i in (0, 1):
+            opts[f"train_dataloader.dataset.datasets.{i}.pipeline.2.scales"] = [scale]
+            opts[f"train_dataloader.dataset.datasets.{i}.filter_cfg.min_size"] = 8
+        opts["val_dataloader.dataset.pipeline.1.scale"] = scale
+        opts["test_dataloader.dataset.pipeline.1.scale"] = scale
+        opts["train_cfg.max_iters"] = iters
+        opts["train_cfg.val_interval"] = iters
+        opts["param_scheduler.0.end"] = 1
+        opts["param_scheduler.1.end"] = iters
+        opts["param_scheduler.1.milestones"] = [iters]
+        opts["default_hooks.checkpoint.interval"] = iters
+    else:
+        opts["train_dataloader.dataset.pipeline.2.scale"] = scale
+        opts["train_dataloader.dataset.filter_cfg.min_size"] = 8
+        opts["val_dataloader.dataset.pipeline.1.scale"] = scale
+        opts["test_dataloader.dataset.pipeline.1.scale"] = scale
+        opts["train_cfg.max_epochs"] = 1
+        opts["param_scheduler.0.end"] = 1
+        opts["param_scheduler.1.end"] = 1
+        opts["param_scheduler.1.milestones"] = [1]
+    return opts
