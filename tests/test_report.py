@@ -341,7 +341,7 @@ def test_t_quantile(df, expected, monkeypatch):
     assert report_tables.t_quantile_975(df) == pytest.approx(expected, abs=1e-3)
     import sys
 
-    monkeypatch.setitem(sys.modules, "scipy.stats", None)  # the fallback table
+    monkeypatch.setitem(sys.modules, "scipy.special", None)  # the fallback table
     fallback = report_tables.t_quantile_975(df)
     assert fallback >= expected - 1e-3 and fallback == pytest.approx(expected, abs=0.02)  # conservative
 
@@ -432,3 +432,19 @@ def test_no_records_and_bad_options(tmp_path, capsys):
     assert rc == 1 and "no such file or directory" in err
     with pytest.raises(UnmixError, match="--formats: unknown format"):
         report.parse_formats("md,pdf")
+
+
+def test_retinanet_and_c4_shapes(tmp_path):
+    root = tmp_path / "r"
+    keys = ["bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_APs", "bbox_APm", "bbox_APl"]
+    put(root, "detection", "MoCo", "coco-retinanet-fpn", 0, dict(zip(keys, [30.7, 48.2, 32.7, 15.7, 33.5, 40.7])),
+        bn="frozen", pretrain=MOCO)
+    put(root, "detection", "MoCo", "voc-faster-rcnn-c4", 0, {"AP50": 81.5, "AP": 55.9, "AP75": 62.6},
+        bn="sync", pretrain=MOCO)
+    md = (make(root, tmp_path, "--formats", "md", "--no-plots") / "report.md").read_text()
+    assert ("| pre-train | n (Freeze BN) | AP (Freeze BN) | AP50 (Freeze BN) | AP75 (Freeze BN) | APs (Freeze BN) | "
+            "APm (Freeze BN) | APl (Freeze BN) |") in md
+    assert "| MoCo | 1 | 30.7 | 48.2 | 32.7 | 15.7 | 33.5 | 40.7 |" in md
+    assert md.index("RetinaNet") < md.index("R50-C4")  # the paper's order, not alphabetical
+    assert "| pre-train | n (SyncBN) | AP50 (SyncBN) | AP (SyncBN) | AP75 (SyncBN) |" in md
+    assert "| MoCo | 1 | 81.5 | 55.9 | 62.6 |" in md

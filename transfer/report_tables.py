@@ -170,9 +170,9 @@ def t_quantile_975(df: int) -> float:
     if df < 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
     try:
-        from scipy.stats import t
+        from scipy.special import stdtrit  # the inverse t CDF; scipy.stats takes seconds to import
 
-        return float(t.ppf(0.975, df))
+        return float(stdtrit(df, 0.975))
     except ImportError:
         if df > 120:
             return 1.96
@@ -367,31 +367,44 @@ def _build(key: str, kind: str, protocol: str, title: str, tex_title: str, runs:
             table.footnotes.append((marker_of[text], text))
         return marker_of[text]
 
-    def group_runs(frame: pd.DataFrame, label: str, bn: str | None) -> pd.DataFrame:
-        sel = frame[frame.label == label]
-        return sel if bn is None and not groups[0][0] else sel[sel.bn_used.fillna("?") == (bn or "?")]
+    grouped = bool(groups[0][0])
+
+    def index(frame: pd.DataFrame) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """(label, BN as used or '?') -> its runs sorted by seed, as plain dicts (no per-cell pandas)."""
+        out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in frame.to_dict("records"):
+            bn = r["bn_used"] if grouped and isinstance(r["bn_used"], str) else "?"
+            out.setdefault((r["label"], bn), []).append(r)
+        for lst in out.values():
+            lst.sort(key=lambda r: -1 if r["seed"] is None else r["seed"])
+        return out
+
+    ok_runs, bad_runs = index(runs), index(failed)
+
+    def group_runs(which: dict, label: str, bn: str | None) -> list[dict[str, Any]]:
+        return which.get((label, (bn or "?") if grouped else "?"), [])
 
     for label in labels:
         lead = _lead(info[label])
         row = Row(label, lead, [])
         for col in cols:
-            sel = group_runs(runs, label, col.bn).sort_values("seed", key=lambda s: s.fillna(-1))
+            sel = group_runs(ok_runs, label, col.bn)
             cell = Cell()
             if col.is_n:
                 cell.values = [float(len(sel))]
-                cell.seeds = list(sel.seed)
+                cell.seeds = [r["seed"] for r in sel]
             else:
-                for _, r in sel.iterrows():
-                    if col.metric.key in r.metrics:
-                        cell.values.append(float(r.metrics[col.metric.key]))
-                        cell.seeds.append(r.seed)
+                for r in sel:
+                    if col.metric.key in r["metrics"]:
+                        cell.values.append(float(r["metrics"][col.metric.key]))
+                        cell.seeds.append(r["seed"])
             if not col.is_n and cell.values:
                 cell.mean = statistics.fmean(cell.values)
                 cell.std = statistics.stdev(cell.values) if len(cell.values) > 1 else None
                 cell.n_differs = len(cell.values) != len(sel)
             elif not col.is_n:
                 where = f"{label}, {protocol}" + (f", BN {col.bn}" if col.group else "")
-                bad = group_runs(failed, label, col.bn)
+                bad = group_runs(bad_runs, label, col.bn)
                 if len(bad):
                     cell.note = note(f"{where}: no finished run ({len(bad)} failed or unfinished, "
                                      "see Runs not tabulated).")
