@@ -434,6 +434,17 @@ def test_no_records_and_bad_options(tmp_path, capsys):
         report.parse_formats("md,pdf")
 
 
+def test_pretrain_unmix_config_block_counts_as_flag(tmp_path):
+    # `unmix pretrain` checkpoint metadata carries the Un-Mix config, e.g. {"enabled": true, "prob": 0.5}
+    root = tmp_path / "r"
+    put(root, "knn", "moco", "knn-k200", 0, {"top1": 50.0}, dataset="cifar10",
+        pretrain={**MOCO, "unmix": {"enabled": False}})
+    put(root, "knn", "ours", "knn-k200", 0, {"top1": 52.0}, dataset="cifar10",
+        pretrain={**MOCO, "unmix": {"enabled": True, "prob": 0.5}})
+    md = (make(root, tmp_path, "--formats", "md", "--no-plots") / "report.md").read_text()
+    assert "| ours | moco | yes | resnet50 | 200 | 1 | **52.0** (+2.0) |" in md
+
+
 def test_retinanet_and_c4_shapes(tmp_path):
     root = tmp_path / "r"
     keys = ["bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_APs", "bbox_APm", "bbox_APl"]

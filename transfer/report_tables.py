@@ -99,8 +99,10 @@ def _run_row(rec: dict[str, Any], path: Path) -> dict[str, Any]:
            f"checkpoint.pretrain must be an object or null, got {pre!r}")
     pre = pre or {}
     unmix, epochs = pre.get("unmix"), pre.get("epochs")
+    if isinstance(unmix, dict) and isinstance(unmix.get("enabled"), bool):
+        unmix = unmix["enabled"]  # `unmix pretrain` checkpoints carry the Un-Mix config block
     _check(unmix is None or isinstance(unmix, bool), path,
-           f"checkpoint.pretrain.unmix must be true/false, got {unmix!r}")
+           f"checkpoint.pretrain.unmix must be true/false (or {{'enabled': bool, ...}}), got {unmix!r}")
     _check(epochs is None or (isinstance(epochs, (int, float)) and not isinstance(epochs, bool)),
            path, f"checkpoint.pretrain.epochs must be a number, got {epochs!r}")
     details = rec.get("details") if isinstance(rec.get("details"), dict) else {}
