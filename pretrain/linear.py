@@ -74,10 +74,16 @@ class LinearProbe(nn.Module):
         nn.init.normal_(self.fc.weight, std=0.01)  # MoCo's init of the linear classifier
         nn.init.zeros_(self.fc.bias)
 
-    def set_standardization(self, feats: torch.Tensor, eps: float = 1e-6) -> None:
-        """Shape: feats (N, dim) training features."""
+    def set_standardization(self, feats: torch.Tensor, floor: float = 0.01, eps: float = 1e-8) -> None:
+        """Per-dimension mean/std of the training features, shape (N, dim).
+
+        A dimension with (almost) no variance, such as a ReLU unit that is dead on the training
+        images, would be scaled up without bound; its std is floored at `floor` times the mean
+        std so that it is amplified at most 100x relative to the others.
+        """
+        std = feats.std(0, unbiased=False)
         self.mean.copy_(feats.mean(0))
-        self.std.copy_(feats.std(0, unbiased=False).clamp_min(eps))
+        self.std.copy_(std.clamp_min(floor * std.mean().item() + eps))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc((x - self.mean) / self.std)

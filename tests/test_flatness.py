@@ -73,7 +73,7 @@ def test_cli_two_checkpoints(tmp_path, capsys):
     for seed in (0, 1):
         torch.manual_seed(seed)
         paths.append(tmp_path / f"enc{seed}.pth")
-        torch.save(build_resnet("resnet18", stem="cifar").state_dict(), paths[-1])
+        torch.save(build_resnet("resnet18").state_dict(), paths[-1])
     work = tmp_path / "work"
     rc = main(["flatness", *map(str, paths), "--dataset", "folder", "--data-root", str(root),
                "--arch", "resnet18", "--image-size", "32", "--work-dir", str(work),
@@ -91,3 +91,17 @@ def test_cli_two_checkpoints(tmp_path, capsys):
         assert rec["metrics"]["max_prob_mean"] == pytest.approx(100 * probs[0], rel=0.2)
         assert rec["protocol"]["name"] == "flatness-folder-val"
     assert (work / "flatness.log").exists() and (work / "flatness.png").exists()
+
+
+def test_cli_bad_input(tmp_path, capsys):
+    pytest.importorskip("pretrain.data")
+    from unmix.cli import main
+
+    a = tmp_path / "a.pth"
+    a.write_bytes(b"x")
+    rc = main(["flatness", str(a), str(tmp_path / "b.pth"), "--dataset", "folder", "--data-root", str(tmp_path)])
+    assert rc == 1 and "b.pth: no such checkpoint file" in capsys.readouterr().err
+    rc = main(["flatness", str(a), str(a), "--dataset", "folder", "--data-root", str(tmp_path)])
+    assert rc == 1 and "distinct" in capsys.readouterr().err
+    rc = main(["flatness", str(a), "--dataset", "folder", "--data-root", str(tmp_path / "none")])
+    assert rc == 1 and "data root" in capsys.readouterr().err

@@ -66,7 +66,7 @@ def test_knn_clusters_with_resnet_features():
     from pretrain.backbones import build_resnet
 
     torch.manual_seed(0)
-    enc = build_resnet("resnet18", stem="cifar")
+    enc = build_resnet("resnet18")
     images = torch.rand(8, 3, 32, 32)
     labels = torch.arange(8) % 3
     loader = [(images[:4], labels[:4]), (images[4:], labels[4:])]
@@ -80,3 +80,44 @@ def test_knn_clusters_with_resnet_features():
 def test_knn_rejects_bad_shapes():
     with pytest.raises(ValueError):
         knn_predict(torch.zeros(2, 3), torch.zeros(4, 5), torch.zeros(4, dtype=torch.long), 2)
+
+
+def test_cli_writes_record(tmp_path, capsys):
+    convert = pytest.importorskip("transfer.convert")
+    if not hasattr(convert, "build_encoder"):
+        pytest.skip("transfer.convert.build_encoder not there yet")
+    fakedata = pytest.importorskip("tests.fakedata")
+    from pretrain.backbones import build_resnet
+    from unmix import records
+    from unmix.cli import main
+
+    root = tmp_path / "data"
+    fakedata.write_image_folder(root / "train", classes=3, per_class=2, size=32)
+    fakedata.write_image_folder(root / "val", classes=3, per_class=1, size=32, seed=9)
+    ckpt = tmp_path / "enc.pth"
+    torch.manual_seed(0)
+    torch.save(build_resnet("resnet18").state_dict(), ckpt)
+    work = tmp_path / "work"
+    rc = main(["knn", str(ckpt), "--dataset", "folder", "--data-root", str(root), "--arch", "resnet18",
+               "--image-size", "32", "--work-dir", str(work), "--batch-size", "4", "--workers", "0",
+               "--device", "cpu", "--k", "3", "--t", "0.07", "--label", "mine"])
+    assert rc == 0
+    rec = records.load(work / "result.json")
+    assert rec["kind"] == "knn" and rec["status"] == "finished"
+    assert rec["protocol"]["name"] == "knn-k3-t0.07" and rec["protocol"]["test_split"] == "val"
+    assert {"dataset", "train_split", "test_split", "k", "t", "seed"} <= set(rec["protocol"])
+    assert set(rec["metrics"]) == {"top1", "top5"}
+    assert rec["metrics"]["top5"] == 100.0  # 3 classes: every label is in the top 5
+    assert rec["checkpoint"]["label"] == "mine" and rec["details"]["bank_size"] == 6
+    assert "top1" in capsys.readouterr().out and (work / "knn.log").exists()
+
+
+def test_cli_bad_input(tmp_path, capsys):
+    pytest.importorskip("pretrain.data")
+    from unmix.cli import main
+
+    rc = main(["knn", str(tmp_path / "nope.pth"), "--dataset", "cifar10", "--data-root", str(tmp_path)])
+    assert rc == 1 and "no such checkpoint file" in capsys.readouterr().err
+    rc = main(["knn", str(tmp_path), "--dataset", "cifar10", "--data-root", str(tmp_path), "--k", "0"])
+    assert rc == 1 and "--k 0" in capsys.readouterr().err
+    assert not (tmp_path / "work_dirs").exists()

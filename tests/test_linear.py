@@ -91,7 +91,7 @@ def _tiny_run(tmp_path, extra):
     fakedata.write_image_folder(root / "val", classes=2, per_class=2, size=32, seed=5)
     ckpt = tmp_path / "r18.pth"
     torch.manual_seed(0)
-    torch.save(build_resnet("resnet18", stem="cifar").state_dict(), ckpt)
+    torch.save(build_resnet("resnet18").state_dict(), ckpt)
     work = tmp_path / "work"
     rc = main(["linear", str(ckpt), "--dataset", "folder", "--data-root", str(root), "--arch", "resnet18",
                "--image-size", "32", "--work-dir", str(work), "--batch-size", "4", "--workers", "0",
@@ -99,6 +99,7 @@ def _tiny_run(tmp_path, extra):
     return rc, work, ckpt
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [["--no-aug"], ["--aug"]])
 def test_cli_two_epochs_writes_record(tmp_path, extra):
     from unmix import records
@@ -132,3 +133,12 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys):
     rc = main(["linear", str(ckpt), "--dataset", "cifar10", "--data-root", str(tmp_path / "nope")])
     err = capsys.readouterr().err
     assert rc == 1 and "data root" in err and len(err.strip().splitlines()) == 1
+
+
+def test_dead_feature_dimension_is_not_blown_up():
+    x = torch.randn(40, 4)
+    x[:, 2] = 0.0  # a ReLU unit dead on every training image
+    probe = LinearProbe(4, 2)
+    probe.set_standardization(x)
+    assert probe.std[2] == pytest.approx(0.01 * x.std(0, unbiased=False).mean().item(), rel=1e-4)
+    assert torch.isfinite(probe(torch.ones(1, 4))).all()
