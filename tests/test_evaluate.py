@@ -1,0 +1,127 @@
+"""`unmix evaluate`: checkpoint lookup, and a real re-evaluation of a tiny trained Faster R-CNN."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from transfer import evaluate, toydata
+from unmix import records
+from unmix.errors import UnmixError
+
+
+def test_find_checkpoint_order(tmp_path):
+    with pytest.raises(UnmixError, match="no checkpoint to evaluate"):
+        evaluate.find_checkpoint(tmp_path)
+    for name in ("iter_2.pth", "iter_10.pth", "epoch_3.pth"):
+        (tmp_path / name).write_bytes(b"x")
+    assert evaluate.find_checkpoint(tmp_path).name == "iter_10.pth"  # numeric, not lexical
+    # last_checkpoint wins, also when it names a path from before the work dir moved
+    (tmp_path / "last_checkpoint").write_text("/elsewhere/old/iter_2.pth")
+    assert evaluate.find_checkpoint(tmp_path).name == "iter_2.pth"
+    assert evaluate.find_checkpoint(tmp_path, "epoch_3.pth").name == "epoch_3.pth"
+    with pytest.raises(UnmixError, match="nope.pth: no such checkpoint"):
+        evaluate.find_checkpoint(tmp_path, "nope.pth")
+
+
+def test_missing_config_is_a_one_line_error(tmp_path):
+    (tmp_path / "iter_1.pth").write_bytes(b"x")
+    with pytest.raises(UnmixError, match="no config.py"):
+        evaluate.evaluate_work_dir(tmp_path)
+
+
+def test_metric_options_parse():
+    assert evaluate.parse_metric_options(["eval_mode=11points", "iou_thrs=[0.5,0.75]"]) == {
+        "eval_mode": "11points", "iou_thrs": [0.5, 0.75]}
+    with pytest.raises(UnmixError, match="not KEY=VALUE"):
+        evaluate.parse_metric_options(["eval_mode"])
+
+
+def _tiny_config(data_root: Path, work_dir: Path):
+    """Faster R-CNN, ResNet-18 + FPN (32 channels), 64-px toy VOC, 2 iterations."""
+    import mmdet
+    from mmengine.config import Config
+
+    base = Path(mmdet.__file__).parent / ".mim/configs/_base_/models/faster-rcnn_r50_fpn.py"
+    cfg = Config.fromfile(str(base))
+    m = cfg.model
+    m.backbone.update(depth=18, init_cfg=None, norm_eval=False, frozen_stages=-1)
+    m.neck.update(in_channels=[64, 128, 256, 512], out_channels=32)
+    m.rpn_head.update(in_channels=32, feat_channels=32)
+    m.roi_head.bbox_roi_extractor.out_channels = 32
+    m.roi_head.bbox_head.update(in_channels=32, fc_out_channels=64, num_classes=3)
+    m.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=100)
+    m.test_cfg.rpn.update(nms_pre=200, max_per_img=100)
+    classes = toydata.TOY_CLASSES
+    pipe = [dict(type="LoadImageFromFile"), dict(type="LoadAnnotations", with_bbox=True),
+            dict(type="Resize", scale=(64, 64), keep_ratio=True), dict(type="PackDetInputs")]
+    test_pipe = [dict(type="LoadImageFromFile"), dict(type="Resize", scale=(64, 64), keep_ratio=True),
+                 dict(type="LoadAnnotations", with_bbox=True),
+                 dict(type="PackDetInputs", meta_keys=("img_id", "img_path", "ori_shape",
+                                                       "img_shape", "scale_factor"))]
+
+    def ds(split, pipeline, test_mode):
+        return dict(type="UnmixVOCDataset", data_root=str(data_root / "VOCdevkit"),
+                    ann_file=f"VOC2007/ImageSets/Main/{split}.txt",
+                    data_prefix=dict(sub_data_root="VOC2007/"), metainfo=dict(classes=classes),
+                    pipeline=pipeline, test_mode=test_mode)
+
+    loader = lambda split, pipe, test, shuffle: dict(  # noqa: E731
+        batch_size=2, num_workers=0, sampler=dict(type="DefaultSampler", shuffle=shuffle),
+        dataset=ds(split, pipe, test))
+    cfg.merge_from_dict(dict(
+        default_scope="mmdet", work_dir=str(work_dir),
+        train_dataloader=dict(**loader("trainval", pipe, False, True),
+                              batch_sampler=dict(type="AspectRatioBatchSampler")),
+        test_dataloader=loader("test", test_pipe, True, False),
+        test_evaluator=dict(type="UnmixVOCMetric", eval_mode="area", nproc=1),
+        test_cfg=dict(type="TestLoop"),
+        train_cfg=dict(type="IterBasedTrainLoop", max_iters=2, val_interval=100),
+        optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="SGD", lr=0.01, momentum=0.9)),
+        default_hooks=dict(timer=dict(type="IterTimerHook"), logger=dict(type="LoggerHook", interval=1),
+                           param_scheduler=dict(type="ParamSchedulerHook"),
+                           checkpoint=dict(type="CheckpointHook", interval=2, by_epoch=False),
+                           sampler_seed=dict(type="DistSamplerSeedHook")),
+        env_cfg=dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
+                     dist_cfg=dict(backend="gloo")),
+        log_processor=dict(type="LogProcessor", window_size=1, by_epoch=False),
+        log_level="WARNING", randomness=dict(seed=0), load_from=None, resume=False,
+    ))
+    return cfg
+
+
+@pytest.mark.slow
+def test_evaluate_a_trained_work_dir(tmp_path):
+    from transfer.stack import ensure_stack
+
+    ensure_stack()
+    from mmengine.runner import Runner
+
+    data = toydata.write_voc(tmp_path / "data", n_train=4, n_test=4, voc2012=False)
+    work = tmp_path / "work"
+    cfg = _tiny_config(data, work)
+    Runner.from_cfg(cfg).train()
+    assert (work / "iter_2.pth").is_file() and (work / "last_checkpoint").is_file()
+    cfg.dump(str(work / "config.py"))
+    # the record finetune would have written, to be updated in place
+    rec = records.new_record("detection", {"label": "toy", "path": "x"}, {"name": "toy-voc"})
+    rec["details"] = {"keep": 1}
+    records.write(records.finish(rec, {"AP50": -1.0}), work)
+
+    metrics = evaluate.evaluate_work_dir(work)
+    assert set(metrics) == {"AP50", "AP", "AP75", "recall"}
+    assert all(0.0 <= v <= 100.0 for v in metrics.values())
+    saved = records.load(work / "result.json")
+    assert saved["metrics"] == metrics and saved["protocol"] == {"name": "toy-voc"}
+    assert saved["details"]["keep"] == 1 and "per_class_AP" in saved["details"]
+    assert saved["evaluation"]["checkpoint"].endswith("iter_2.pth")
+    assert saved["evaluation"]["previous_metrics"] == {"AP50": -1.0}
+
+    # the CLI path, with a metric option, and no record written
+    from unmix.cli import main
+
+    before = (work / "result.json").read_text()
+    assert main(["evaluate", str(work), "--metric-options", "eval_mode=11points", "--no-record"]) == 0
+    assert (work / "result.json").read_text() == before
+    assert json.loads(before)["status"] == "finished"

@@ -1,0 +1,179 @@
+"""`unmix evaluate WORK_DIR`: re-evaluate a trained detector from its work dir.
+
+The work dir is what `unmix finetune` leaves: the resolved config `config.py`, mmengine
+checkpoints (`epoch_N.pth` / `iter_N.pth`, `last_checkpoint` naming the newest) and `result.json`.
+We rebuild mmengine's Runner from the saved config with `load_from` = the chosen checkpoint, run
+the test loop (the val loop when the config has no test loop), and write the metrics into
+`result.json` through `unmix.records`, keeping the rest of the record (checkpoint, protocol, env,
+status) and noting what was evaluated under `record["evaluation"]`.
+
+    unmix evaluate WORK_DIR [--checkpoint FILE] [--metric-options eval_mode=11points ...]
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from unmix import records
+from unmix.errors import UnmixError
+
+CONFIG_NAME = "config.py"
+_CKPT_RE = re.compile(r"^(epoch|iter)_(\d+)\.pth$")
+
+
+def find_checkpoint(work_dir: str | Path, checkpoint: str | Path | None = None) -> Path:
+    """The checkpoint to evaluate: `checkpoint` if given (absolute, or relative to the cwd or the
+    work dir), else the one `last_checkpoint` names, else the newest epoch_N/iter_N.pth."""
+    work_dir = Path(work_dir)
+    if checkpoint is not None:
+        for cand in (Path(checkpoint), work_dir / checkpoint):
+            if cand.is_file():
+                return cand.resolve()
+        raise UnmixError(f"{checkpoint}: no such checkpoint (looked in the current directory "
+                         f"and in {work_dir})")
+    last = work_dir / "last_checkpoint"
+    if last.is_file():
+        named = Path(last.read_text().strip())
+        # the work dir may have moved since training: fall back to the same name beside `last`
+        for cand in (named, work_dir / named.name):
+            if cand.is_file():
+                return cand.resolve()
+    found = [(m.group(1) == "iter", int(m.group(2)), p) for p in work_dir.glob("*.pth")
+             if (m := _CKPT_RE.match(p.name))]
+    if not found:
+        raise UnmixError(f"{work_dir}: no checkpoint to evaluate (expected last_checkpoint, "
+                         "epoch_N.pth or iter_N.pth from `unmix finetune`; or pass --checkpoint)")
+    return max(found)[2].resolve()
+
+
+def _evaluators(cfg) -> list[dict]:
+    out = []
+    for key in ("val_evaluator", "test_evaluator"):
+        ev = cfg.get(key)
+        if ev is None:
+            continue
+        out.extend(ev if isinstance(ev, (list, tuple)) else [ev])
+    return out
+
+
+def parse_metric_options(items: list[str] | None) -> dict[str, Any]:
+    """KEY=VALUE pairs, values in mmengine's syntax (numbers, lists, tuples, None, True/False)."""
+    from mmengine.config import DictAction
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise UnmixError(f"--metric-options: {item!r} is not KEY=VALUE")
+        out[key] = DictAction._parse_iterable(val)
+    return out
+
+
+def build_runner(work_dir: Path, ckpt: Path, metric_options: dict[str, Any] | None = None):
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    cfg_path = work_dir / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise UnmixError(f"{work_dir}: no {CONFIG_NAME} (expected the resolved config that "
+                         "`unmix finetune` saves in its work dir)")
+    try:
+        cfg = Config.fromfile(str(cfg_path))
+    except Exception as e:  # a syntax error or a missing base: one line, naming the file
+        raise UnmixError(f"{cfg_path}: cannot load config ({type(e).__name__}: {e})") from None
+    cfg.work_dir = str(work_dir)
+    cfg.load_from = str(ckpt)
+    cfg.resume = False
+    cfg.launcher = "none"
+    if metric_options:
+        evs = _evaluators(cfg)
+        if not evs:
+            raise UnmixError(f"{cfg_path}: no val_evaluator/test_evaluator to apply --metric-options to")
+        for ev in evs:  # the same dicts may be shared between val and test: setting twice is fine
+            ev.update(metric_options)
+    # The loops and evaluators the saved config names, nothing to train.
+    for key in ("train_dataloader", "train_cfg", "optim_wrapper", "param_scheduler"):
+        cfg.pop(key, None)
+    return Runner.from_cfg(cfg), cfg
+
+
+def evaluate_work_dir(work_dir: str | Path, checkpoint: str | Path | None = None,
+                      metric_options: dict[str, Any] | None = None,
+                      write_record: bool = True) -> dict[str, float]:
+    """Evaluate a work dir's checkpoint; update WORK_DIR/result.json; return the record metrics."""
+    from transfer.stack import ensure_stack
+
+    ensure_stack()
+    from transfer.metrics import to_record_metrics
+
+    work_dir = Path(work_dir).resolve()
+    if not work_dir.is_dir():
+        raise UnmixError(f"{work_dir}: no such work dir")
+    ckpt = find_checkpoint(work_dir, checkpoint)
+    t0 = time.time()
+    runner, cfg = build_runner(work_dir, ckpt, metric_options)
+    split = "test" if cfg.get("test_dataloader") and cfg.get("test_cfg") else "val"
+    if split == "val" and not (cfg.get("val_dataloader") and cfg.get("val_cfg")):
+        raise UnmixError(f"{work_dir / CONFIG_NAME}: neither a test nor a val loop to evaluate with")
+    runner.logger.info(f"unmix evaluate: {split} loop with {ckpt}")
+    raw = runner.test() if split == "test" else runner.val()
+    metrics, details = to_record_metrics(raw)
+    if not metrics:
+        raise UnmixError(f"{work_dir / CONFIG_NAME}: the evaluators gave no known metrics "
+                         f"(got {sorted(raw)})")
+    if write_record:
+        _update_record(work_dir, ckpt, split, metrics, details, metric_options,
+                       round(time.time() - t0, 3))
+    return metrics
+
+
+def _update_record(work_dir: Path, ckpt: Path, split: str, metrics: dict[str, float],
+                   details: dict[str, Any], metric_options: dict[str, Any] | None,
+                   wall_time_s: float) -> Path:
+    path = work_dir / records.RESULT_NAME
+    evaluation = {"checkpoint": str(ckpt), "checkpoint_sha256": records.sha256_file(ckpt),
+                  "loop": split, "metric_options": metric_options or {},
+                  "evaluated": records.now(), "wall_time_s": wall_time_s}
+    if path.exists():
+        record = records.load(path)
+        previous = record.get("metrics") or {}
+        if previous and previous != metrics:
+            evaluation["previous_metrics"] = previous
+        record["metrics"] = {k: float(v) for k, v in metrics.items()}
+        record["details"] = {**(record.get("details") or {}), **details}
+        if record["status"] != "finished":
+            evaluation["note"] = (f"the training run's status is {record['status']!r}; "
+                                  "these metrics are of the checkpoint named here")
+    else:
+        # No record (e.g. a work dir trained outside unmix): a minimal finished one.
+        record = records.new_record(
+            "detection",
+            {"label": ckpt.stem, "path": str(ckpt), "sha256": evaluation["checkpoint_sha256"],
+             "format": "mmengine", "arch": None, "stem": None, "pretrain": None},
+            {"name": "unknown", "task": "detection", "config": str(work_dir / CONFIG_NAME)})
+        record["details"] = details
+        records.finish(record, metrics, wall_time_s=wall_time_s)
+    record["evaluation"] = evaluation
+    return records.write(record, path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("work_dir", metavar="WORK_DIR", help="a work dir written by `unmix finetune`")
+    parser.add_argument("--checkpoint", default=None,
+                        help="checkpoint to evaluate (default: the one last_checkpoint names)")
+    parser.add_argument("--metric-options", nargs="+", default=None, metavar="KEY=VALUE",
+                        help="evaluator overrides, e.g. eval_mode=11points or iou_thrs=[0.5]")
+    parser.add_argument("--no-record", action="store_true", help="print only; leave result.json alone")
+
+
+def run(args: argparse.Namespace) -> int:
+    metrics = evaluate_work_dir(args.work_dir, args.checkpoint,
+                                parse_metric_options(args.metric_options),
+                                write_record=not args.no_record)
+    where = "" if args.no_record else f"{Path(args.work_dir) / records.RESULT_NAME}: "
+    print(where + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items()), file=sys.stderr)
+    return 0
