@@ -1,0 +1,9 @@
+_base_ = ['./_base_/default_runtime.py', './_base_/datasets/cifar100.py',
+          './_base_/schedules/sgd_step.py', './_base_/methods/moco_v1.py']
+# The Un-Mix MoCo CIFAR demo: ResNet-18, SplitBatchNorm 8, K 4096, m 0.99, T 0.1, symmetric loss,
+# SGD lr 0.06 (batch 512), wd 5e-4, cosine, 1000 epochs, kNN monitor (k 200, t 0.1).
+model = dict(arch='resnet18', stem='cifar', K=4096, m=0.99, T=0.1, symmetric=True, split_bn=8)
+optimizer = dict(lr=0.06, weight_decay=5e-4)
+schedule = dict(policy='cosine', epochs=1000)
+train = dict(batch_size=512)
+data = dict(views='moco_v1')

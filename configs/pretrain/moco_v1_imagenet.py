@@ -1,0 +1,5 @@
+_base_ = ['./_base_/default_runtime.py', './_base_/datasets/imagenet.py',
+          './_base_/schedules/sgd_step.py', './_base_/methods/moco_v1.py']
+# MoCo on ImageNet-1K: ResNet-50, SGD lr 0.03, batch 256, wd 1e-4, 200 epochs (steps at 120/160).
+train = dict(batch_size=256)
+data = dict(views='moco_v1')

@@ -1,0 +1,2 @@
+_base_ = './simclr_imagenet100.py'
+model = dict(unmix=dict(enabled=True, beta=1.0, prob=0.5))

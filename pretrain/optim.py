@@ -1,0 +1,98 @@
+"""Optimisers and learning-rate schedules of the pretraining methods.
+
+- SGD (MoCo): torch's, weight decay on every parameter as in the official MoCo code.
+- LARS (SimCLR, BYOL) / LARC (SwAV): SGD whose update of each tensor is scaled by the trust
+  ratio `eta * ||w|| / (||g|| + wd * ||w||)`; biases and norm layers are excluded from weight decay
+  and adaptation (`exclude_bias_and_norm`), as in SimCLR/BYOL. SwAV's LARC(clip=False) is the same
+  update with all tensors adapted.
+- `lr_at(step, ...)`: linear warm-up from `warmup_start` then cosine to `min_lr` or step decay by
+  `gamma` at `milestones` (epochs), evaluated per iteration.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD + momentum with layer-wise trust ratios; groups with `lars=False` are plain SGD."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 eta: float = 0.001) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars=True))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if group["weight_decay"]:
+                    g = g.add(p, alpha=group["weight_decay"])
+                if group["lars"]:
+                    w_norm, g_norm = torch.norm(p), torch.norm(g)
+                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm,
+                                        torch.ones_like(w_norm))
+                    g = g * trust
+                buf = self.state[p].get("momentum_buffer")
+                if buf is None:
+                    buf = self.state[p]["momentum_buffer"] = g.clone()
+                else:
+                    buf.mul_(group["momentum"]).add_(g)
+                p.add_(buf, alpha=-group["lr"])
+        return loss
+
+
+def param_groups(model: nn.Module, weight_decay: float, exclude_bias_and_norm: bool) -> list[dict]:
+    """Trainable parameters; with `exclude_bias_and_norm`, 1-d tensors (biases, BN) get no weight
+    decay and no LARS adaptation."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if exclude_bias_and_norm and p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0, "lars": False})
+    return groups
+
+
+def build_optimizer(model: nn.Module, cfg: Mapping, lr: float) -> torch.optim.Optimizer:
+    """cfg: {'type': 'sgd'|'lars', 'momentum', 'weight_decay', 'eta', 'exclude_bias_and_norm'}."""
+    kind = cfg.get("type", "sgd")
+    wd = cfg.get("weight_decay", 0.0)
+    groups = param_groups(model, wd, cfg.get("exclude_bias_and_norm", kind == "lars"))
+    if kind == "sgd":
+        for g in groups:
+            g.pop("lars", None)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.get("momentum", 0.9), weight_decay=wd)
+    if kind == "lars":
+        return LARS(groups, lr=lr, momentum=cfg.get("momentum", 0.9), weight_decay=wd, eta=cfg.get("eta", 0.001))
+    raise ValueError(f"optimizer type must be 'sgd' or 'lars', got {kind!r}")
+
+
+def lr_at(step: int, steps_per_epoch: int, epochs: int, base_lr: float, policy: str = "cosine",
+          warmup_epochs: float = 0.0, warmup_start: float = 0.0, min_lr: float = 0.0,
+          milestones: Sequence[float] = (), gamma: float = 0.1) -> float:
+    """Learning rate at global iteration `step` (0-based)."""
+    total = max(1, epochs * steps_per_epoch)
+    warm = int(round(warmup_epochs * steps_per_epoch))
+    if step < warm:
+        return warmup_start + (base_lr - warmup_start) * (step + 1) / warm
+    if policy == "cosine":
+        t = (step - warm) / max(1, total - warm)
+        return min_lr + (base_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    if policy == "step":
+        epoch = step / steps_per_epoch
+        return base_lr * gamma ** sum(epoch >= m for m in milestones)
+    if policy == "constant":
+        return base_lr
+    raise ValueError(f"lr policy must be 'cosine', 'step' or 'constant', got {policy!r}")

@@ -1,0 +1,204 @@
+"""`unmix pretrain` end to end on tiny real-format data (ResNet-18 CIFAR stem, batch 4, 2 iterations)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from pretrain import checkpoint as ckpt
+from pretrain import optim
+from pretrain.backbones import build_resnet
+from tests import fakedata
+from unmix.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+CFG = REPO / "configs" / "pretrain"
+# Tiny but real: 32-px images on disk, cropped to 16 px and small heads so CPU steps take ~1 s.
+FAST = ["train.batch_size=4", "train.max_iters_per_epoch=2", "data.num_workers=0", "data.size=16",
+        "schedule.epochs=1", "knn.interval=0", "train.tensorboard=False"]
+SMALL_MODEL = {"moco": ["model.K=16", "model.split_bn=2"], "simclr": ["model.hidden_dim=32"],
+               "byol": ["model.hidden_dim=32", "model.dim=16"], "swav": ["model.hidden_dim=32", "model.n_prototypes=10"]}
+
+
+@pytest.fixture
+def cifar(tmp_path, monkeypatch):
+    root = fakedata.write_cifar10(tmp_path / "cifar", n_train=16, n_test=8)
+    fakedata.patch_md5(monkeypatch, root, "cifar10")
+    return root
+
+
+def pretrain(config: str, work_dir: Path, root: Path, *options: str, resume: bool = False) -> int:
+    argv = ["pretrain", str(CFG / config), "--work-dir", str(work_dir), "--device", "cpu",
+            "--cfg-options", f"data.root={root}", *FAST, *options]
+    return main(argv + (["--resume"] if resume else []))
+
+
+def losses(work_dir: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (work_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_moco_unmix_writes_a_convertible_checkpoint(cifar, tmp_path):
+    wd = tmp_path / "wd"
+    assert pretrain("moco_v2_cifar10_unmix.py", wd, cifar, *SMALL_MODEL["moco"], "knn.interval=1",
+                    "train.tensorboard=True") == 0
+    obj = torch.load(wd / "latest.pth", map_location="cpu", weights_only=True)  # every field loads
+    assert obj["format"] == "unmix-pretrain" and obj["version"] == 1 and obj["epoch"] == 1
+    meta = obj["meta"]
+    assert (meta["method"], meta["arch"], meta["stem"], meta["dataset"]) == ("moco", "resnet18", "cifar", "cifar10")
+    assert meta["unmix"]["enabled"] is True and meta["mixing"]["first_form"] == {"enabled": False}
+    assert "moco_v2_cifar10" in meta["config"] or "type='moco'" in meta["config"]
+    assert not any(k.startswith("module.") for k in obj["state_dict"])
+    enc = build_resnet("resnet18", "cifar")
+    enc.load_state_dict({k[len("backbone."):]: v for k, v in obj["state_dict"].items() if k.startswith("backbone.")})
+    assert (wd / "epoch_0001.pth").is_file() and (wd / "train.log").read_text().count("kNN top-1") == 1
+    assert len(losses(wd)) == 2 and any((wd / "tb").iterdir())
+    formats = pytest.importorskip("transfer.convert.formats")
+    assert formats.detect(obj) == "unmix-pretrain"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["moco_v1_cifar10", "simclr_cifar10", "byol_cifar10", "swav_cifar10"])
+@pytest.mark.parametrize("unmix", [False, True])
+def test_every_method_two_iterations(cifar, tmp_path, config, unmix):
+    name = config + ("_unmix" if unmix else "") + ".py"
+    wd = tmp_path / "wd"
+    assert pretrain(name, wd, cifar, *SMALL_MODEL[config.split("_")[0]]) == 0
+    ls = losses(wd)
+    assert len(ls) == 2 and all(math.isfinite(x) for x in ls)
+    assert torch.load(wd / "latest.pth", weights_only=True)["meta"]["unmix"]["enabled"] is unmix
+
+
+@pytest.mark.slow
+def test_resume_continues_the_same_trajectory(cifar, tmp_path, monkeypatch):
+    # First form on (prob 1) so the data-side mixing is part of the trajectory too.
+    opts = [*SMALL_MODEL["moco"], "schedule.epochs=2", "train.max_iters_per_epoch=1",
+            "data.first_form.g_prob=1.0", "data.first_form.r_prob=1.0"]
+    straight = tmp_path / "straight"
+    assert pretrain("moco_v1_cifar10_firstform.py", straight, cifar, *opts) == 0
+
+    interrupted = tmp_path / "interrupted"
+    real_save = ckpt.save
+
+    def save_then_crash(*a, **k):
+        path = real_save(*a, **k)
+        raise KeyboardInterrupt  # the machine goes down right after the epoch-1 checkpoint
+    monkeypatch.setattr(ckpt, "save", save_then_crash)
+    assert pretrain("moco_v1_cifar10_firstform.py", interrupted, cifar, *opts) == 130
+    monkeypatch.setattr(ckpt, "save", real_save)
+    assert torch.load(interrupted / "latest.pth", weights_only=True)["epoch"] == 1
+    assert pretrain("moco_v1_cifar10_firstform.py", interrupted, cifar, *opts, resume=True) == 0
+    assert losses(interrupted) == losses(straight) and len(losses(straight)) == 2
+    a = torch.load(straight / "latest.pth", weights_only=True)["state_dict"]
+    b = torch.load(interrupted / "latest.pth", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class StandIn(nn.Module):
+    """Follows the method interface; its loss turns NaN at `nan_at` (a forward count)."""
+
+    calls: list = []
+
+    def __init__(self, arch="resnet18", stem="cifar", unmix=None, nan_at: int = -1) -> None:
+        super().__init__()
+        self.backbone = build_resnet(arch, stem)
+        self.head = nn.Linear(self.backbone.num_features, 8)
+        self.nan_at, self.n = nan_at, 0
+
+    def forward(self, views, generator=None):
+        z = [self.head(self.backbone(v)) for v in views]
+        loss = (z[0] - z[1]).pow(2).mean()
+        self.n += 1
+        if self.n == self.nan_at:
+            loss = loss * float("nan")
+        return {"loss": loss, "z_std": z[0].detach().std()}
+
+    def before_step(self, p):
+        StandIn.calls.append(("before_step", p))
+
+    def after_backward(self, p):
+        StandIn.calls.append(("after_backward", p))
+
+    def after_step(self, p):
+        StandIn.calls.append(("after_step", p))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(cifar, tmp_path, monkeypatch, capsys):
+    from pretrain import methods
+
+    monkeypatch.setitem(methods.METHODS, "standin", StandIn)
+    StandIn.calls = []
+    wd = tmp_path / "wd"
+    cfg = tmp_path / "standin.py"
+    cfg.write_text(f"_base_ = '{CFG / 'moco_v2_cifar10.py'}'\n"
+                   "model = dict(_delete_=True, type='standin', arch='resnet18', stem='cifar', nan_at=3)\n")
+    rc = pretrain(str(cfg), wd, cifar, "schedule.epochs=2", "train.amp=bf16")
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "loss is nan at epoch 2 iteration 1" in err and "Last good checkpoint" in err
+    assert torch.load(wd / "latest.pth", weights_only=True)["epoch"] == 1
+    assert not (wd / "epoch_0002.pth").exists()
+    # hooks: before/after for the 2 good steps of epoch 1, progress = step / total steps
+    assert [c for c in StandIn.calls if c[0] == "after_step"] == [("after_step", 0.0), ("after_step", 0.25)]
+    assert [c[0] for c in StandIn.calls[:3]] == ["before_step", "after_backward", "after_step"]
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    assert main(["pretrain", str(tmp_path / "nope.py")]) == 1
+    assert "config file not found" in capsys.readouterr().err
+    rc = main(["pretrain", str(CFG / "moco_v2_cifar10.py"), "--work-dir", str(tmp_path / "wd"),
+               "--device", "cpu", "--cfg-options", f"data.root={tmp_path / 'missing'}"])
+    assert rc == 1 and "data root not found" in capsys.readouterr().err
+    assert main(["pretrain", str(CFG / "moco_v2_cifar10.py"), "--work-dir", str(tmp_path / "wd2"),
+                 "--resume", "--device", "cpu"]) == 1
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_lr_schedules_closed_forms():
+    # warm-up: linear to base over 2 epochs of 10 steps; then cosine to min_lr
+    lr = lambda s, **k: optim.lr_at(s, 10, 10, 1.0, **k)  # noqa: E731
+    assert lr(0, warmup_epochs=2) == pytest.approx(0.05) and lr(19, warmup_epochs=2) == pytest.approx(1.0)
+    assert lr(20 + 40, warmup_epochs=2) == pytest.approx(0.5)  # half-way through the cosine part
+    assert lr(99, min_lr=0.1) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 99 / 100)))
+    assert [lr(s, policy="step", milestones=[6, 8]) for s in (59, 60, 80)] == pytest.approx([1.0, 0.1, 0.01])
+
+
+def test_lars_matches_naive_reference():
+    torch.manual_seed(0)
+    w = nn.Parameter(torch.randn(5, 3))
+    b = nn.Parameter(torch.randn(5))
+    w0, b0 = w.detach().clone(), b.detach().clone()
+    opt = optim.LARS([{"params": [w], "weight_decay": 0.1}, {"params": [b], "weight_decay": 0.0, "lars": False}],
+                     lr=0.5, momentum=0.9, eta=0.01)
+    gw, gb = torch.randn(5, 3), torch.randn(5)
+    w.grad, b.grad = gw.clone(), gb.clone()
+    opt.step()
+    g = gw + 0.1 * w0
+    trust = 0.01 * w0.norm() / g.norm()
+    torch.testing.assert_close(w.detach(), w0 - 0.5 * trust * g)
+    torch.testing.assert_close(b.detach(), b0 - 0.5 * gb)
+    groups = optim.param_groups(nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)), 1e-4, True)
+    assert [len(g["params"]) for g in groups] == [1, 3] and groups[1]["weight_decay"] == 0.0
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_gloo(tmp_path):
+    root = fakedata.write_image_folder(tmp_path / "imgs" / "train", classes=2, per_class=8, size=32).parent
+    wd = tmp_path / "wd"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "unmix.cli", "pretrain", str(CFG / "moco_v2_cifar10_unmix.py"), "--work-dir", str(wd),
+           "--device", "cpu", "--cfg-options", f"data.root={root}", "data.name=folder", *FAST,
+           "train.batch_size=8", *SMALL_MODEL["moco"]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    obj = torch.load(wd / "latest.pth", weights_only=True)
+    assert obj["epoch"] == 1 and not any(k.startswith("module.") for k in obj["state_dict"])
+    assert "batch 8 (2 x 4)" in (wd / "train.log").read_text()
+    assert len(losses(wd)) == 2
