@@ -293,6 +293,15 @@ def smoke_options(name: str, scale: tuple[int, int] = (128, 96), batch: int = 2,
         "default_hooks.logger.interval": 1,
         "log_processor.window_size": 1,
     }
+    # Fewer proposals/RoIs: the CPU cost of a smoke run is mostly RoI heads and NMS.
+    if "retinanet" in name:
+        opts["model.test_cfg.nms_pre"] = 100
+    else:
+        opts.update({"model.train_cfg.rpn_proposal.nms_pre": 200,
+                     "model.train_cfg.rpn_proposal.max_per_img": 100,
+                     "model.train_cfg.rcnn.sampler.num": 32,
+                     "model.test_cfg.rpn.nms_pre": 200,
+                     "model.test_cfg.rpn.max_per_img": 50})
     if ds == "voc" and layout == "fpn":
         # 4 epochs over a 3x repeated VOC07+12 -> 1 epoch over the data once.
         opts["train_dataloader.dataset.times"] = 1
