@@ -115,3 +115,47 @@ def test_registry_tables_are_consistent():
     assert data.MEAN_STD["cifar100"] == data.MEAN_STD["cifar10"]
     assert data.IMAGE_SIZE == {"cifar10": 32, "cifar100": 32, "stl10": 96, "tiny-imagenet": 64,
                                "imagenet": 224, "imagenet100": 224, "folder": 224}
+
+
+# ---------------------------------------------------------------- augmentations (pretrain.augment)
+from pretrain import augment  # noqa: E402
+
+
+@pytest.mark.parametrize("method,n", [("moco_v1", 2), ("moco_v2", 2), ("simclr", 2), ("byol", 2), ("swav", 2)])
+def test_cifar_views_shapes_and_no_blur(method, n):
+    mv = augment.build_views(method, "cifar10")
+    views = mv(Image.new("RGB", (32, 32), (120, 30, 200)))
+    assert len(views) == n and all(v.shape == (3, 32, 32) for v in views)
+    assert "GaussianBlur" not in repr(mv)  # no blur at 32 px (Un-Mix CIFAR demo)
+
+
+def test_imagenet_views_follow_the_papers():
+    swav = augment.build_views("swav", "imagenet")
+    sizes = [v.shape[-1] for v in swav(Image.new("RGB", (256, 300)))]
+    assert sizes == [224, 224] + [96] * 6
+    byol = augment.build_views("byol", "imagenet")
+    r1, r2 = repr(byol.transforms[0]), repr(byol.transforms[1])
+    assert "GaussianBlur" in r1 and "RandomSolarize" not in r1       # view 1: blur p 1.0, no solarize
+    assert "p=0.1" in r2 and "RandomSolarize" in r2                   # view 2: blur p 0.1, solarize 0.2
+    assert "GaussianBlur" in repr(augment.build_views("moco_v2", "imagenet"))
+    assert "GaussianBlur" not in repr(augment.build_views("moco_v1", "imagenet"))
+    raw = augment.build_views("moco_v2", "cifar10", normalize=False)(Image.new("RGB", (32, 32), (255, 255, 255)))
+    assert raw[0].max() <= 1.0 and raw[0].min() >= 0.0
+
+
+def test_device_augment_batched_and_reproducible():
+    mean, std = data.MEAN_STD["cifar10"]
+    aug = augment.DeviceAugment(32, mean, std)
+    x = torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8)
+    a = aug(x, generator=torch.Generator().manual_seed(1))
+    b = aug(x, generator=torch.Generator().manual_seed(1))
+    c = aug(x, generator=torch.Generator().manual_seed(2))
+    assert a.shape == (6, 3, 32, 32) and a.dtype == torch.float32 and torch.equal(a, b) and not torch.equal(a, c)
+    # with scale (1, 1), ratio 1, no jitter/grayscale, no flip draw changes values: identity crop
+    ident = augment.DeviceAugment(40, (0, 0, 0), (1, 1, 1), scale=(1.0, 1.0), ratio=(1.0, 1.0),
+                                  jitter_p=0.0, gray_p=0.0)
+    y = ident(x, generator=torch.Generator().manual_seed(0))
+    ref = x.float() / 255
+    flipped = ref.flip(-1)
+    for i in range(6):
+        assert torch.allclose(y[i], ref[i], atol=1e-5) or torch.allclose(y[i], flipped[i], atol=1e-5)
