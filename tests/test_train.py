@@ -202,3 +202,19 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert obj["epoch"] == 1 and not any(k.startswith("module.") for k in obj["state_dict"])
     assert "batch 8 (2 x 4)" in (wd / "train.log").read_text()
     assert len(losses(wd)) == 2
+
+
+@pytest.mark.slow
+def test_stl10_device_augment_and_tiny_imagenet_cutout(tmp_path, monkeypatch):
+    stl = fakedata.write_stl10(tmp_path / "stl", n_train=4, n_test=4, n_unlabeled=8)
+    fakedata.patch_md5(monkeypatch, stl, "stl10")
+    wd = tmp_path / "stl_wd"
+    assert pretrain("simclr_stl10_unmix.py", wd, stl, *SMALL_MODEL["simclr"], "data.device_augment=True",
+                    "knn.interval=1") == 0  # 12 train+unlabeled images; kNN bank = labelled train
+    assert len(losses(wd)) == 2 and "kNN top-1" in (wd / "train.log").read_text()
+    tiny = fakedata.write_tiny_imagenet(tmp_path / "tiny", classes=2, per_class=4, size=32)
+    wd = tmp_path / "tiny_wd"
+    assert pretrain("moco_v2_tiny_imagenet.py", wd, tiny, *SMALL_MODEL["moco"], "data.first_form.enabled=True",
+                    "data.first_form.im_type=Cutout", "data.first_form.cutout_prob=1.0") == 0
+    meta = torch.load(wd / "latest.pth", weights_only=True)["meta"]
+    assert meta["mixing"]["first_form"]["im_type"] == "Cutout" and meta["dataset"] == "tiny-imagenet"
