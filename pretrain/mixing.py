@@ -71,7 +71,8 @@ def sample_beta(beta: float, generator: torch.Generator | None = None) -> float:
 
 def cutmix_box(h: int, w: int, lam: float, cy: int, cx: int) -> Box:
     """CutMix's box: side int(H*sqrt(1-lam)) by int(W*sqrt(1-lam)) centred at (cy, cx), each half
-    (side // 2) clipped to the image. As in CutMix, an odd side loses one pixel (2 * (side // 2))."""
+    (side // 2) clipped to the image. As in CutMix, an odd side loses one pixel
+    (2 * (side // 2))."""
     cut = math.sqrt(1.0 - lam)
     cut_h, cut_w = int(h * cut), int(w * cut)
     y1 = min(max(cy - cut_h // 2, 0), h)
@@ -106,7 +107,9 @@ def sample_mix(batch_size_hw: Sequence[int], beta: float = 1.0, prob: float = 0.
 
 
 def mix(x: Tensor, params: MixParams) -> Tensor:
-    """Mix each sample with its partner in the reversed batch. Shape: x (N, C, H, W) -> (N, C, H, W)."""
+    """Mix each sample with its partner in the reversed batch.
+
+    Shape: x (N, C, H, W) -> (N, C, H, W)."""
     # (N, C, H, W): partner of sample i is sample N-1-i
     partner = x.flip(0)
     if params.mode == "global":

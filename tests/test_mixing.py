@@ -51,7 +51,7 @@ def test_cutmix_box_and_exact_lam():
     box = cutmix_box(32, 32, 0.75, 0, 0)
     assert box == (0, 8, 0, 8)
     assert kept_ratio(box, 32, 32) == pytest.approx(1 - 64 / 1024)
-    # non-square, clipped at the bottom-right: side int(16*sqrt(.5))=11 -> halves 5, int(32*.707)=22 -> 11
+    # non-square, clipped bottom-right: sides int(16*.707)=11, int(32*.707)=22 -> halves 5, 11
     box = cutmix_box(16, 32, 0.5, 15, 30)
     assert box == (10, 16, 19, 32)
     assert kept_ratio(box, 16, 32) == pytest.approx(1 - 6 * 13 / (16 * 32))

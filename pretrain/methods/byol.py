@@ -93,6 +93,6 @@ class BYOL(nn.Module):
                                                  self._target(x_mix), p2, params.lam)
             loss = loss + loss_mix
             out["loss_mix"] = loss_mix.detach()
-            out["lam"] = torch.tensor(params.lam)
+            out["lam"] = torch.tensor(params.lam, device=x1.device)
         out["loss"] = loss
         return out

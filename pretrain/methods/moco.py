@@ -120,7 +120,7 @@ class MoCo(nn.Module):
             loss_mix = sum(unmix_loss(loss_fn, q_mix, k, params.lam) for k in reversed(keys))
             loss = loss + loss_mix
             out["loss_mix"] = loss_mix.detach()
-            out["lam"] = torch.tensor(params.lam)
+            out["lam"] = torch.tensor(params.lam, device=x1.device)
 
         if self.training:
             # only clean keys: mixed embeddings never enter the queue

@@ -63,6 +63,6 @@ class SimCLR(nn.Module):
             loss_mix = unmix_loss(pair_loss, z_mix, z2, params.lam)
             loss = loss + loss_mix
             out["loss_mix"] = loss_mix.detach()
-            out["lam"] = torch.tensor(params.lam)
+            out["lam"] = torch.tensor(params.lam, device=x1.device)
         out["loss"] = loss
         return out

@@ -148,6 +148,6 @@ class SwAV(nn.Module):
             loss_mix = sum(terms) / len(terms)
             loss = loss + loss_mix
             out["loss_mix"] = loss_mix.detach()
-            out["lam"] = torch.tensor(mix_params[min(mix_params)].lam)
+            out["lam"] = torch.tensor(mix_params[min(mix_params)].lam, device=loss.device)
         out["loss"] = loss
         return out
