@@ -185,12 +185,12 @@ class DeviceAugment(nn.Module):
         y = (y * fb.view(-1, 1, 1, 1)).clamp(0, 1)
         y = _blend(y, _gray(y).mean((2, 3), keepdim=True).expand_as(y), fc)
         y = _blend(y, _gray(y).expand_as(y), fs)
+        # hue: rotate the chroma plane of YIQ, folded into one 3x3 matrix per image
         m = _RGB2YIQ.to(dev)
-        yiq = torch.einsum("ij,njhw->nihw", m, y)
-        cos, sin = torch.cos(2 * math.pi * fh).view(-1, 1, 1), torch.sin(2 * math.pi * fh).view(-1, 1, 1)
-        i2 = yiq[:, 1] * cos - yiq[:, 2] * sin
-        q2 = yiq[:, 1] * sin + yiq[:, 2] * cos
-        y = torch.einsum("ij,njhw->nihw", torch.linalg.inv(m), torch.stack([yiq[:, 0], i2, q2], 1)).clamp(0, 1)
+        rot = torch.zeros(n, 3, 3, device=dev)
+        cos, sin = torch.cos(2 * math.pi * fh), torch.sin(2 * math.pi * fh)
+        rot[:, 0, 0], rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = 1.0, cos, -sin, sin, cos
+        y = torch.einsum("nij,njhw->nihw", torch.linalg.inv(m) @ rot @ m, y).clamp(0, 1)
         gray = (r() < self.gray_p).view(-1, 1, 1, 1)
         y = torch.where(gray, _gray(y).expand_as(y), y)
         return (y - self.mean) / self.std
