@@ -25,18 +25,38 @@ REPO = Path(__file__).resolve().parent.parent
 
 # ------------------------------------------------------------------------------- fixtures
 
+@pytest.fixture
+def private_tmp():
+    """Our own temp dir: on this shared machine other pytest sessions prune /tmp/pytest-of-*,
+    which can delete a slow test's tmp_path under its feet."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="unmix-ft-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
+def data():
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="unmix-ft-data-"))
+    yield _write_data(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _write_data(root):
     toydata.write_voc(root / "voc", 2, 2, size=SCALE, classes=toydata.VOC_CLASSES)
     toydata.write_coco(root / "coco", 4, 2, size=SCALE, classes=toydata.COCO_CLASSES)
     return {"voc": root / "voc", "coco": root / "coco"}
 
 
 @pytest.fixture(scope="module")
-def r18(tmp_path_factory):
+def r18(data):
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tv_r18.pth"
+    path = data["voc"].parent / "tv_r18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), path)
     return path
 
@@ -196,10 +216,10 @@ def check_record(rec, work_dir, protocol, world_size=1):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", list(protocols.PROTOCOLS))
-def test_every_protocol_trains_two_iterations_and_evaluates(protocol, data, r18, tmp_path):
-    rec = ft.finetune(str(r18), protocol, seed=1, work_dir=tmp_path, data_root=root_for(data, protocol),
+def test_every_protocol_trains_two_iterations_and_evaluates(protocol, data, r18, private_tmp):
+    rec = ft.finetune(str(r18), protocol, seed=1, work_dir=private_tmp, data_root=root_for(data, protocol),
                       cfg_options=protocols.smoke_options(protocol, scale=SCALE))
-    rec = check_record(rec, tmp_path, protocol)
+    rec = check_record(rec, private_tmp, protocol)
     assert rec["checkpoint"]["sha256"] == records.sha256_file(r18) and rec["checkpoint"]["arch"] == "resnet18"
     assert rec["backbone_load_checked"] is True
     if protocol == "voc-faster-rcnn-c4":  # default SyncBN, one process: recorded as plain BN
@@ -226,39 +246,39 @@ class InterruptAfterIter(Hook):
 
 
 @pytest.mark.slow
-def test_interrupted_run_resumes(data, r18, tmp_path):
+def test_interrupted_run_resumes(data, r18, private_tmp):
     name = "voc-faster-rcnn-fpn"
     opts = protocols.smoke_options(name, scale=SCALE)
     opts.update({"train_cfg.max_epochs": 2, "train_cfg.val_interval": 2})
     with pytest.raises(KeyboardInterrupt):
-        ft.finetune(str(r18), name, bn="frozen", work_dir=tmp_path, data_root=root_for(data, name),
+        ft.finetune(str(r18), name, bn="frozen", work_dir=private_tmp, data_root=root_for(data, name),
                     cfg_options=dict(opts, custom_hooks=[dict(type="InterruptAfterIter", iters=3)]))
-    failed = records.load(tmp_path / "result.json")
+    failed = records.load(private_tmp / "result.json")
     assert failed["status"] == "failed" and "interrupted" in failed["error"]
-    assert (tmp_path / "epoch_1.pth").is_file() and not records.is_finished(tmp_path)
-    rec = ft.finetune(str(r18), name, bn="frozen", work_dir=tmp_path, data_root=root_for(data, name),
+    assert (private_tmp / "epoch_1.pth").is_file() and not records.is_finished(private_tmp)
+    rec = ft.finetune(str(r18), name, bn="frozen", work_dir=private_tmp, data_root=root_for(data, name),
                       cfg_options=opts, resume=True)
-    rec = check_record(rec, tmp_path, name)
+    rec = check_record(rec, private_tmp, name)
     assert rec["protocol"]["iterations"] == 4 and rec["protocol"]["epochs"] == 2
-    logs = "".join(p.read_text() for p in tmp_path.glob("*/*.log"))
+    logs = "".join(p.read_text() for p in private_tmp.glob("*/*.log"))
     assert "resumed epoch: 1, iter: 2" in logs
 
 
 @pytest.mark.slow
-def test_two_processes_gloo_match_single_process_structure(data, r18, tmp_path):
+def test_two_processes_gloo_match_single_process_structure(data, r18, private_tmp):
     name = "voc-faster-rcnn-fpn"
     opts = protocols.smoke_options(name, scale=SCALE, batch=1)
-    single = ft.finetune(str(r18), name, work_dir=tmp_path / "one", data_root=root_for(data, name),
+    single = ft.finetune(str(r18), name, work_dir=private_tmp / "one", data_root=root_for(data, name),
                          cfg_options=protocols.smoke_options(name, scale=SCALE, batch=2))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_port", str(29500 + os.getpid() % 1000), "-m", "unmix.cli", "finetune",
            "--checkpoint", str(r18), "--protocol", name, "--launcher", "pytorch",
-           "--work-dir", str(tmp_path / "two"), "--data-root", root_for(data, name),
+           "--work-dir", str(private_tmp / "two"), "--data-root", root_for(data, name),
            "--cfg-options", *[f"{k}={v!r}" for k, v in opts.items()]]
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
     assert out.returncode == 0, out.stderr[-3000:]
-    two = check_record(records.load(tmp_path / "two" / "result.json"), tmp_path / "two", name, world_size=2)
+    two = check_record(records.load(private_tmp / "two" / "result.json"), private_tmp / "two", name, world_size=2)
     assert two["protocol"]["batch_size_total"] == 2 == single["protocol"]["batch_size_total"]
     assert two["protocol"]["lr"] == single["protocol"]["lr"]
     assert set(two) == set(single) and set(two["protocol"]) == set(single["protocol"])
