@@ -310,6 +310,11 @@ def _train(cfg, mcfg, dcfg, ocfg, scfg, tcfg, kcfg, work_dir: Path, device, rank
     start_epoch = 0
     if resume:
         state = ckpt.load(work_dir / ckpt.LATEST)
+        meta = state.get("meta", {})
+        for key, want in (("method", mcfg.get("type")), ("arch", mcfg.get("arch")), ("dataset", dcfg.get("name"))):
+            if meta.get(key) != want:
+                raise UnmixError(f"{work_dir / ckpt.LATEST}: was trained with {key} {meta.get(key)!r}, "
+                                 f"the config says {want!r}; use another --work-dir")
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("scaler"):

@@ -218,3 +218,12 @@ def test_stl10_device_augment_and_tiny_imagenet_cutout(tmp_path, monkeypatch):
                     "data.first_form.im_type=Cutout", "data.first_form.cutout_prob=1.0") == 0
     meta = torch.load(wd / "latest.pth", weights_only=True)["meta"]
     assert meta["mixing"]["first_form"]["im_type"] == "Cutout" and meta["dataset"] == "tiny-imagenet"
+
+
+def test_resume_refuses_a_different_run(tmp_path, capsys):
+    lin = nn.Linear(2, 2)
+    ckpt.save(tmp_path / "wd", lin, {"method": "byol", "arch": "resnet18", "dataset": "cifar10"},
+              torch.optim.SGD(lin.parameters(), lr=0.1), None, 1, keep=False)
+    rc = main(["pretrain", str(CFG / "moco_v2_cifar10.py"), "--work-dir", str(tmp_path / "wd"), "--device", "cpu",
+               "--resume", "--cfg-options", f"data.root={tmp_path}", *SMALL_MODEL["moco"]])
+    assert rc == 1 and "was trained with method 'byol'" in capsys.readouterr().err
