@@ -210,6 +210,10 @@ def build_config(protocol: str, bn: str | None, seed: int, work_dir: Path, data_
     lr_info = protocols.scale_lr(cfg, per_gpu * world_size)
     metric_types = protocols.use_unmix_metrics(cfg)
     cfg.work_dir = str(work_dir)
+    if cfg.get("visualizer"):
+        # mmengine's visualizer is a process-wide named instance: a second run in one process
+        # (a sweep, the demo, tests) would otherwise write its TensorBoard into the first's dir.
+        cfg.visualizer.name = f"unmix-vis-{work_dir}-{time.time_ns()}"
     cfg.randomness = dict(seed=seed, deterministic=False)
     cfg.launcher = launcher
     if not cuda:
