@@ -20,6 +20,7 @@ from unmix.errors import UnmixError
 
 CONVERTER_VERSION = "1.0"
 _NAMED_ANCHOR = "layer1.0.conv1.weight"
+_RESNET_TOP = re.compile(r"^(conv1|bn1|layer[1-4]|fc|\d+)\.")
 _SEQ_STAGE = re.compile(r"^((?:.*\.)?)(\d+)\.0\.conv1\.weight$")
 
 
@@ -46,8 +47,7 @@ class ConvertError(UnmixError):
 def _as_tensor(v: Any) -> torch.Tensor:
     if isinstance(v, torch.Tensor):
         return v
-    arr = np.ascontiguousarray(v)
-    return torch.from_numpy(arr.copy() if not arr.flags.writeable else arr)
+    return torch.from_numpy(np.array(v, copy=True))  # keeps 0-d arrays 0-d
 
 
 def _storage_id(v: Any) -> tuple:
@@ -237,6 +237,10 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
             f"this format: {', '.join(spec.encoders)})")
 
     local = {k[len(prefix):]: sv for k, sv in renamed.items() if k.startswith(prefix)}
+    if prefix == "":
+        # At the root, the encoder is the ResNet-named part; the rest (SwAV's projection_head,
+        # prototypes...) sits beside it and is dropped by role below.
+        local = {k: sv for k, sv in local.items() if _RESNET_TOP.match(k)}
     seq_map: dict[int, str] = {}
     if any(k.split(".", 1)[0].isdigit() for k in local):
         seq_map = _sequential_names({k: v for k, (_, v) in local.items()})
@@ -296,12 +300,9 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
     for nk, (src_key, v) in renamed.items():
         if src_key in taken_src:
             continue
-        if src_key in head_src:
-            role = "heads"
-        elif _storage_id(v) in taken_ids:
+        role = "heads" if src_key in head_src else F.role_of(nk, spec)
+        if role == "other" and _storage_id(v) in taken_ids:
             role = "duplicate of encoder"
-        else:
-            role = F.role_of(nk, spec)
         dropped.setdefault(role, []).append(src_key)
     # Other whole models next to the taken one (DINO student/teacher, timm EMA).
     if container is not None and isinstance(obj, Mapping):

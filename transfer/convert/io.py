@@ -33,7 +33,7 @@ def convert_file(src: str | os.PathLike, *, arch: str | None = None, fmt: str | 
         "source_sha256": sha256_file(src),
         "source_file_kind": container_kind,
         "trusted_pickle": bool(trust_pickle),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
     })
     return conv
 
@@ -67,7 +67,8 @@ def load_conversion(path: str | os.PathLike) -> Conversion:
 
 
 def build_encoder(conv: Conversion) -> torch.nn.Module:
-    """`pretrain.backbones.ResNet` with the converted weights, strictly loaded (kNN/linear)."""
+    """`pretrain.backbones.ResNet` with the converted weights, strictly loaded, in eval mode
+    (kNN/linear evaluation; call `.train()` to fine-tune)."""
     if conv.arch not in ARCHS:
         raise UnmixError(f"unknown arch {conv.arch!r}")
     model = build_resnet(conv.arch, conv.stem)
@@ -75,7 +76,7 @@ def build_encoder(conv: Conversion) -> torch.nn.Module:
         p = int(conv.meta.get("stem_padding", 1))
         model.conv1.padding = (p, p)
     model.load_state_dict(conv.state_dict, strict=True)
-    return model
+    return model.eval()
 
 
 def _plain(x):
@@ -84,6 +85,12 @@ def _plain(x):
         return {str(k): _plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [_plain(v) for v in x]
-    if isinstance(x, (str, int, float, bool)) or x is None:
+    if x is None or type(x) in (int, float, bool, str):
         return x
-    return str(x)
+    if isinstance(x, bool):
+        return bool(x)
+    if isinstance(x, int):
+        return int(x)
+    if isinstance(x, float):
+        return float(x)
+    return str(x)  # str subclasses (torch.__version__), paths, anything else
