@@ -42,9 +42,9 @@ class OfficialMoCo(MoCo):
         p = sample_mix(x1.shape, self.unmix.beta, self.unmix.prob, generator)
         x_mix = mix(x1, p)
         for k in (k2, k1):
+            # one encoding of the mixture per symmetric term, reversed by flipping embeddings
             q_m = self._query(x_mix)
-            q_mrev = self._query(x_mix.flip(0))
-            loss = loss + p.lam * lo(q_m, k) + (1 - p.lam) * lo(q_mrev, k)
+            loss = loss + p.lam * lo(q_m, k) + (1 - p.lam) * lo(q_m.flip(0), k)
         self._enqueue(torch.cat([k1, k2]))
         return {"loss": loss}
 

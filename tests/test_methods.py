@@ -1,5 +1,5 @@
 """The four methods: forward/backward with and without Un-Mix, queue content, determinism, hooks,
-and MoCo's single-encoding Un-Mix loss against the official two-encoding formula."""
+and MoCo's single-encoding Un-Mix loss against an explicit reference that re-encodes the reversal."""
 from __future__ import annotations
 
 import copy
@@ -100,9 +100,10 @@ def test_moco_enqueues_only_clean_keys(symmetric):
 
 
 @pytest.mark.parametrize("symmetric", [False, True])
-def test_moco_unmix_loss_equals_official_two_encodings(symmetric):
-    """Ours encodes the mixture once and reverses its embeddings; the official code encodes the
-    reversed mixture separately. With BN in train mode both give the same loss."""
+def test_moco_unmix_loss_equals_explicit_reference(symmetric):
+    """Ours encodes the mixture once and reverses its embeddings; the reference encodes the
+    mixture and the reversed mixture separately, for each key set (as the official code encodes
+    the mixture once per symmetric term). With BN in train mode both give the same loss."""
     model = make("moco", True, symmetric=symmetric, split_bn=0)
     ref = copy.deepcopy(model)
     x1, x2 = views()
@@ -116,7 +117,7 @@ def test_moco_unmix_loss_equals_official_two_encodings(symmetric):
         k1, k2 = k(x1), k(x2)
     lo = lambda a, b: info_nce(a, b, queue, ref.T)  # noqa: E731
     x_mix = mix(x1, params)
-    q_m, q_mrev = q(x_mix), q(x_mix.flip(0))  # the official second encoding
+    q_m, q_mrev = q(x_mix), q(x_mix.flip(0))  # the reversed mixture encoded on its own
     loss = lo(q(x1), k2) + params.lam * lo(q_m, k2) + (1 - params.lam) * lo(q_mrev, k2)
     if symmetric:
         loss = loss + lo(q(x2), k1) + params.lam * lo(q_m, k1) + (1 - params.lam) * lo(q_mrev, k1)
