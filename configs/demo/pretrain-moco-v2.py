@@ -1,0 +1,13 @@
+# The demo's pretraining: MoCo v2 (configs/pretrain/moco_v2_cifar10.py's recipe: ResNet-18,
+# SplitBatchNorm as shuffle-BN, symmetric loss, m 0.99, T 0.1, SGD + cosine) on 32 px crops of
+# the generated scenes' objects, an image folder written by `unmix demo`. The ImageNet stem, not
+# the CIFAR one, because the encoder becomes a detection backbone. `unmix demo` sets data.root,
+# train.seed and, for `--size tiny`, the sizes below through --cfg-options.
+_base_ = '../pretrain/moco_v2_cifar10.py'
+
+model = dict(stem='imagenet', K=512, split_bn=4)
+data = dict(name='folder', root=None, size=32, num_workers=0, device_augment=True)
+optimizer = dict(lr=0.06, weight_decay=5e-4)
+schedule = dict(policy='cosine', epochs=6, warmup_epochs=1)
+train = dict(batch_size=32, checkpoint_interval=1000, log_interval=5, tensorboard=False)
+knn = dict(interval=0)

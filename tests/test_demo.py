@@ -1,0 +1,85 @@
+"""unmix demo: the whole pipeline at --size tiny, end to end (slow), and its config plumbing (fast).
+
+The AP values of a 2-iteration detector are noise; the end-to-end test checks that every stage's
+outputs exist and are what the next stage reads, not the numbers."""
+import json
+from pathlib import Path
+
+import pytest
+
+from unmix import cli, demo, records
+
+
+def test_config_overrides_is_a_minimal_flat_diff():
+    base = {"a": 1, "m": {"x": 1, "y": [dict(t=1, s=(1, 1)), dict(t=2)]}, "l": [1, 2], "keep": 3}
+    child = {"a": 1, "m": {"x": 2, "y": [dict(t=1, s=(2, 2)), dict(t=2)]}, "l": [1, 2, 3], "new": {"k": 1}}
+    assert demo.config_overrides(base, child) == {
+        "m.x": 2, "m.y.0.s": (2, 2), "l": [1, 2, 3], "new": {"k": 1}}
+
+
+def test_detection_overrides_rebuild_the_demo_config():
+    """Applying the overrides to the protocol's config gives the demo config (what finetune runs)."""
+    from mmengine.config import Config
+
+    from transfer import protocols
+    from transfer.stack import ensure_stack
+
+    ensure_stack()
+    cfg = protocols.load_config(demo.PROTOCOL)
+    cfg.merge_from_dict(demo.detection_overrides())
+    want = Config.fromfile(str(demo.DETECTION_CONFIG))
+    assert cfg.model.roi_head.bbox_head.num_classes == len(demo.CLASSES)
+    assert cfg.model.neck.out_channels == want.model.neck.out_channels
+    assert cfg.train_dataloader.dataset.dataset.datasets[1].pipeline[2].scale == want.scale
+    assert cfg.test_dataloader.dataset.metainfo.classes == demo.CLASSES
+    assert cfg.param_scheduler == want.param_scheduler
+    assert cfg.train_cfg.max_epochs == want.epochs
+
+
+def test_cli_dispatches_demo(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["demo", "--help"])
+    assert e.value.code == 0
+    assert "--size" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_tiny_end_to_end(tmp_path, capsys):
+    wd, out = tmp_path / "demo", tmp_path / "report"
+    assert cli.main(["demo", "--size", "tiny", "--work-dir", str(wd), "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+
+    # data: VOC layout and the crops image folder
+    assert (wd / "data/voc/VOCdevkit/VOC2007/ImageSets/Main/test.txt").is_file()
+    assert any((wd / "data/crops/train").glob("*/*.jpg")) and any((wd / "data/crops/test").glob("*/*.jpg"))
+    # pretraining checkpoints, kNN records, converted backbones
+    for key, (label, _) in demo.ENCODERS.items():
+        assert (wd / "pretrain" / key / "latest.pth").is_file()
+        knn = records.load(wd / "knn" / key / "result.json")
+        assert knn["status"] == "finished" and knn["checkpoint"]["label"] == label
+        assert (wd / "converted" / f"{key}.pth").is_file()
+    # six detection runs, each with a finished record holding AP50
+    runs = sorted((wd / "finetune").glob("*/result.json"))
+    assert len(runs) == 3 * len(demo.BN_MODES)
+    labels = set()
+    for path in runs:
+        rec = records.load(path)
+        assert rec["status"] == "finished", path
+        assert rec["protocol"]["name"] == demo.PROTOCOL and "AP50" in rec["metrics"]
+        labels.add((rec["checkpoint"]["label"], rec["protocol"]["bn_used"]))
+    assert labels == {(lab, bn) for lab in [demo.RANDOM_INIT] + [v[0] for v in demo.ENCODERS.values()]
+                      for bn in demo.BN_MODES}
+    # the report, printed at the end too
+    md = (out / "report.md").read_text()
+    for label in [demo.RANDOM_INIT] + [v[0] for v in demo.ENCODERS.values()]:
+        assert f"| {label} |" in md
+    for name in ("report.html", "cells.csv"):
+        assert (out / name).is_file()
+    assert "| MoCo v2 + Un-Mix |" in printed
+    assert (wd / "demo.log").read_text().count("done in") >= 14
+
+    # a re-run reuses every finished stage
+    mtimes = {p: p.stat().st_mtime for p in runs}
+    assert cli.main(["demo", "--size", "tiny", "--work-dir", str(wd), "--out", str(out), "--device", "cpu"]) == 0
+    assert all(p.stat().st_mtime == t for p, t in mtimes.items())
+    assert "reusing" in (wd / "demo.log").read_text()

@@ -1,0 +1,413 @@
+"""`unmix demo`: the whole pipeline, small, on data the project draws itself (no network).
+
+    unmix demo [--size small|tiny] [--work-dir work_dirs/demo] [--out reports/demo] [--seed 0] [--force]
+
+Stages (each reuses its finished outputs on a re-run unless `--force`):
+
+1. data      generated scenes in the real VOC layout (transfer.toydata: JPEG + XML, VOC2007
+             trainval/test and VOC2012 trainval) and crops of the same objects as an image folder
+             (`crops/{train,test}/<class>/<n>.jpg`, pretrain.data's 'folder' dataset)
+2. pretrain  `unmix pretrain` MoCo v2 ResNet-18 on the crops, without and with Un-Mix (same seed,
+             same everything else; configs/demo/pretrain-moco-v2*.py)
+3. knn       `unmix knn` of both encoders on the crops (result records)
+4. convert   `unmix convert` of both encoders into mmdet backbones (summary printed)
+5. finetune  `unmix finetune --protocol voc-faster-rcnn-fpn` shrunk by
+             configs/demo/voc-faster-rcnn-fpn-r18.py, for {random init, MoCo v2, MoCo v2 + Un-Mix}
+             x BN {finetune, frozen}; each run evaluates on VOC2007 test and writes result.json
+6. report    `unmix report` over every record -> --out (md, tex, csv, html, plots)
+
+Everything goes through the subcommands' own public entry points, so the numbers are what the
+real commands produce. A line per stage with the elapsed time goes to stderr and WORK_DIR/demo.log.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from unmix import records
+from unmix.errors import UnmixError
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO / "configs" / "demo"
+PROTOCOL = "voc-faster-rcnn-fpn"
+DETECTION_CONFIG = CONFIG_DIR / "voc-faster-rcnn-fpn-r18.py"
+CLASSES: tuple[str, ...] = ("disc", "box", "triangle", "diamond")
+BN_MODES: tuple[str, ...] = ("finetune", "frozen")
+
+
+@dataclass(frozen=True)
+class Size:
+    """Everything `--size` changes. Detection data: `n_train` scenes per VOC year (VOC2007 and
+    VOC2012 trainval, so 2 x n_train training images), `n_test` VOC2007 test scenes."""
+    n_train: int
+    n_test: int
+    image: int                 # scene side (px); the detector trains and tests at this scale
+    crop: int                  # pretraining / kNN image side (px)
+    pretrain_epochs: int
+    pretrain_batch: int
+    queue: int                 # MoCo's K (a multiple of the batch)
+    detect_epochs: int
+    detect_batch: int
+    knn_k: int
+
+
+SIZES: dict[str, Size] = {
+    "small": Size(n_train=100, n_test=60, image=64, crop=32, pretrain_epochs=6, pretrain_batch=32,
+                  queue=512, detect_epochs=3, detect_batch=8, knn_k=50),
+    "tiny": Size(n_train=4, n_test=4, image=64, crop=32, pretrain_epochs=1, pretrain_batch=8,
+                 queue=32, detect_epochs=1, detect_batch=2, knn_k=5),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", choices=list(SIZES), default="small",
+                        help="small: the README's demo (about 15 min on 2 CPU cores); "
+                             "tiny: seconds per stage, for tests")
+    parser.add_argument("--work-dir", default="work_dirs/demo", help="data, checkpoints, runs, demo.log")
+    parser.add_argument("--out", default="reports/demo", help="where the report goes")
+    parser.add_argument("--seed", type=int, default=0, help="data, pretraining and fine-tuning seed")
+    parser.add_argument("--force", action="store_true", help="redo every stage, even finished ones")
+    parser.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
+
+
+# ----------------------------------------------------------------------------------- progress
+
+class Progress:
+    """One line per stage start/end with the elapsed time, to stderr and WORK_DIR/demo.log."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.t0 = time.time()
+        self.times: dict[str, float] = {}
+        self.log = logging.getLogger(f"unmix.demo.{log_path}")
+        self.log.setLevel(logging.INFO)
+        self.log.propagate = False
+        for h in list(self.log.handlers):
+            self.log.removeHandler(h)
+            h.close()
+        fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+        for h in (logging.FileHandler(log_path), logging.StreamHandler(sys.stderr)):
+            h.setFormatter(fmt)
+            self.log.addHandler(h)
+
+    def info(self, msg: str) -> None:
+        self.log.info(f"[demo {time.time() - self.t0:6.1f} s] {msg}")
+
+    @contextlib.contextmanager
+    def stage(self, name: str, what: str) -> Iterator[None]:
+        self.info(f"== {name}: {what}")
+        t = time.time()
+        try:
+            yield
+        except BaseException as e:
+            self.info(f"== {name}: FAILED after {time.time() - t:.1f} s ({type(e).__name__}: {e})")
+            raise
+        self.times[name] = self.times.get(name, 0.0) + time.time() - t
+        self.info(f"== {name}: done in {time.time() - t:.1f} s")
+
+    def close(self) -> None:
+        for h in list(self.log.handlers):
+            self.log.removeHandler(h)
+            h.close()
+
+
+# --------------------------------------------------------------------------------------- data
+
+def _voc_boxes(xml_path: Path) -> list[tuple[str, tuple[int, int, int, int]]]:
+    root = ET.parse(xml_path).getroot()
+    out = []
+    for obj in root.iter("object"):
+        b = obj.find("bndbox")
+        box = tuple(int(b.find(t).text) for t in ("xmin", "ymin", "xmax", "ymax"))
+        out.append((obj.find("name").text, box))
+    return out
+
+
+def write_crops(voc_root: Path, out: Path, crop: int) -> dict[str, int]:
+    """Each annotated object of the VOC scenes, cut out with a 15% margin and resized to
+    `crop` px, as `out/{train,test}/<class>/<image>_<k>.jpg` (train: VOC2007+2012 trainval,
+    test: VOC2007 test). Returns the image count per split."""
+    from PIL import Image
+
+    splits = {"train": [("VOC2007", "trainval"), ("VOC2012", "trainval")], "test": [("VOC2007", "test")]}
+    counts = {}
+    for split, sets in splits.items():
+        n = 0
+        for year, image_set in sets:
+            year_dir = voc_root / "VOCdevkit" / year
+            ids = (year_dir / "ImageSets" / "Main" / f"{image_set}.txt").read_text().split()
+            for stem in ids:
+                img = Image.open(year_dir / "JPEGImages" / f"{stem}.jpg").convert("RGB")
+                for k, (name, (x1, y1, x2, y2)) in enumerate(_voc_boxes(year_dir / "Annotations" / f"{stem}.xml")):
+                    m = 0.15 * max(x2 - x1, y2 - y1)
+                    box = (max(0, x1 - 1 - m), max(0, y1 - 1 - m), min(img.width, x2 + m), min(img.height, y2 + m))
+                    dst = out / split / name / f"{year}_{stem}_{k}.jpg"
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    img.crop(box).resize((crop, crop), Image.BICUBIC).save(dst, quality=92)
+                    n += 1
+        counts[split] = n
+    return counts
+
+
+# ------------------------------------------------------------------------------------ configs
+
+def config_overrides(base: Any, child: Any, prefix: str = "") -> dict[str, Any]:
+    """Flat mmengine cfg-options (`a.b.0.c=value`) that turn config `base` into `child`.
+
+    Dicts are compared key by key and lists of equal length item by item (mmengine's
+    `merge_from_dict` takes list indices as keys); anything else that differs is replaced whole.
+    Keys only in `base` are kept by the merge, so they are not listed.
+    """
+    out: dict[str, Any] = {}
+    if isinstance(base, dict) and isinstance(child, dict):
+        for k, v in child.items():
+            key = f"{prefix}{k}"
+            if k not in base:
+                out[key] = _plain(v)
+            else:
+                out.update(config_overrides(base[k], v, key + "."))
+        return out
+    if isinstance(base, (list, tuple)) and isinstance(child, (list, tuple)) and len(base) == len(child) \
+            and type(base) is type(child) and any(isinstance(x, dict) for x in child):
+        for i, (b, c) in enumerate(zip(base, child)):
+            out.update(config_overrides(b, c, f"{prefix}{i}."))
+        return out
+    if base != child:
+        out[prefix.rstrip(".")] = _plain(child)
+    return out
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    if isinstance(x, tuple):
+        return tuple(_plain(v) for v in x)
+    return x
+
+
+def detection_overrides(config: Path = DETECTION_CONFIG, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """cfg-options that turn the protocol's config into `config` (plus `extra`, applied on top)."""
+    from mmengine.config import Config
+
+    from transfer import protocols
+
+    child = Config.fromfile(str(config))
+    if extra:
+        child.merge_from_dict(extra)
+    base = protocols.load_config(PROTOCOL)
+    skip = {"classes", "scale", "channels", "epochs", "train_pipeline", "test_pipeline", "_voc", "_test"}  # file-local names
+    c = {k: v for k, v in child.to_dict().items() if k not in skip}
+    return config_overrides(base.to_dict(), c)
+
+
+# ------------------------------------------------------------------------------------- stages
+
+ENCODERS: dict[str, tuple[str, str]] = {  # key -> (checkpoint label, pretraining config)
+    "moco_v2": ("MoCo v2", "pretrain-moco-v2.py"),
+    "moco_v2_unmix": ("MoCo v2 + Un-Mix", "pretrain-moco-v2-unmix.py"),
+}
+RANDOM_INIT = "random init"
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _fresh(path: Path, force: bool) -> None:
+    """With --force, remove a stage's previous outputs (only ever inside the demo work dir)."""
+    import shutil
+
+    if force and path.exists():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _subcommand(module: Any, argv: list[str]) -> int:
+    """Run a subcommand through its own parser and `run`, as `unmix NAME ARGV` would."""
+    parser = argparse.ArgumentParser(prog=f"unmix {module.__name__}")
+    module.add_arguments(parser)
+    return int(module.run(parser.parse_args(argv)) or 0)
+
+
+def stage_data(wd: Path, size: Size, seed: int, force: bool, p: Progress) -> tuple[Path, Path]:
+    from transfer import toydata
+
+    root, voc, crops = wd / "data", wd / "data" / "voc", wd / "data" / "crops"
+    done = root / "done.txt"
+    _fresh(root, force)
+    if done.is_file():
+        p.info(f"reusing {root} ({done.read_text().strip()})")
+        return voc, crops
+    _fresh(root, True)
+    toydata.write_voc(voc, size.n_train, size.n_test, size=(size.image, size.image), classes=CLASSES, seed=seed)
+    counts = write_crops(voc, crops, size.crop)
+    summary = (f"VOC2007 trainval {size.n_train} + VOC2012 trainval {size.n_train} + VOC2007 test "
+               f"{size.n_test} scenes of {size.image} px; {counts['train']} train / {counts['test']} test "
+               f"crops of {size.crop} px; classes {', '.join(CLASSES)}")
+    done.write_text(summary + "\n")
+    p.info(summary)
+    return voc, crops
+
+
+def stage_pretrain(wd: Path, key: str, crops: Path, size: Size, seed: int, force: bool,
+                   device: str | None, p: Progress) -> Path:
+    from pretrain import checkpoint as ckpt
+    from pretrain import train
+
+    _, config = ENCODERS[key]
+    out = wd / "pretrain" / key
+    _fresh(out, force)
+    latest = out / ckpt.LATEST
+    opts = {"data.root": str(crops), "data.size": size.crop, "train.seed": seed,
+            "train.batch_size": size.pretrain_batch, "schedule.epochs": size.pretrain_epochs,
+            "model.K": size.queue}
+    if size.pretrain_batch < 16:
+        opts["model.split_bn"] = 2
+    argv = [str(CONFIG_DIR / config), "--work-dir", str(out), "--cfg-options",
+            *[f"{k}={v}" for k, v in opts.items()]]
+    if device:
+        argv += ["--device", device]
+    if latest.is_file():
+        argv.append("--resume")  # a finished run returns at once; a cut one continues its trajectory
+    _subcommand(train, argv)
+    return latest
+
+
+def stage_knn(wd: Path, key: str, checkpoint: Path, crops: Path, size: Size, seed: int, force: bool,
+              device: str | None, p: Progress) -> None:
+    from pretrain import knn
+
+    label, _ = ENCODERS[key]
+    out = wd / "knn" / key
+    _fresh(out, force)
+    if records.is_finished(out):
+        p.info(f"reusing {out / 'result.json'}")
+        return
+    argv = [str(checkpoint), "--dataset", "folder", "--data-root", str(crops), "--test-split", "test",
+            "--image-size", str(size.crop), "--k", str(size.knn_k), "--label", label, "--work-dir", str(out),
+            "--workers", "0", "--batch-size", "128", "--seed", str(seed)]
+    if device:
+        argv += ["--device", device]
+    _subcommand(knn, argv)
+
+
+def stage_convert(wd: Path, key: str, checkpoint: Path, force: bool, p: Progress) -> Path:
+    from transfer.convert import cli
+
+    out = wd / "converted" / f"{key}.pth"
+    _fresh(out, force)
+    if out.is_file():
+        p.info(f"reusing {out}")
+        return out
+    _subcommand(cli, [str(checkpoint), "-o", str(out)])
+    return out
+
+
+def stage_finetune(wd: Path, label: str, checkpoint: str, bn: str, voc: Path, size: Size, seed: int,
+                   force: bool, p: Progress) -> None:
+    from transfer.finetune import finetune
+    from transfer.stack import ensure_stack
+
+    ensure_stack()
+    key = "random_init" if checkpoint == "none" else Path(checkpoint).stem
+    out = wd / "finetune" / f"{key}_{bn}"
+    _fresh(out, force)
+    if records.is_finished(out):
+        p.info(f"reusing {out / 'result.json'}")
+        return
+    _fresh(out, True)  # a cut run starts over: the demo's runs are short
+    extra = {"train_dataloader.batch_size": size.detect_batch, "train_cfg.max_epochs": size.detect_epochs,
+             "train_cfg.val_interval": size.detect_epochs,
+             "default_hooks.checkpoint.interval": size.detect_epochs,
+             "param_scheduler.1.end": size.detect_epochs,
+             "param_scheduler.1.milestones": [max(1, size.detect_epochs - 1)]}
+    rec = finetune(checkpoint, PROTOCOL, bn=bn, seed=seed, work_dir=out, data_root=str(voc),
+                   cfg_options=detection_overrides(extra=extra), label=label)
+    m = rec["metrics"]
+    p.info(f"{label}, BN {bn}: " + ", ".join(f"{k} {v:.1f}" for k, v in m.items()
+                                              if isinstance(v, (int, float))))
+
+
+def stage_report(wd: Path, out: Path, p: Progress) -> Path:
+    from transfer import report
+
+    _subcommand(report, [str(wd / "knn"), str(wd / "finetune"), "-o", str(out),
+                         "--baseline", ENCODERS["moco_v2"][0], "--name", "unmix demo"])
+    return out / "report.md"
+
+
+# ---------------------------------------------------------------------------------------- run
+
+def run(args: argparse.Namespace) -> int:
+    if args.size not in SIZES:
+        raise UnmixError(f"--size {args.size}: choose from {', '.join(SIZES)}")
+    size = SIZES[args.size]
+    wd = Path(args.work_dir)
+    out = Path(args.out)
+    wd.mkdir(parents=True, exist_ok=True)
+    p = Progress(wd / "demo.log")
+    os.environ.setdefault("UNMIX_NO_PROGRESS", "0")
+    try:
+        return _pipeline(args, size, wd, out, p)
+    finally:
+        p.close()
+
+
+def _pipeline(args: argparse.Namespace, size: Size, wd: Path, out: Path, p: Progress) -> int:
+    t0, c0 = time.time(), _cpu_seconds()
+    p.info(f"unmix demo --size {args.size} --seed {args.seed}: work dir {wd}, report {out}, "
+           f"{os.cpu_count()} CPUs{' (--force: redoing every stage)' if args.force else ''}")
+    timings: list[tuple[str, float, float]] = []
+
+    def timed(name: str, what: str, fn: Callable[[], Any]) -> Any:
+        t, c = time.time(), _cpu_seconds()
+        with p.stage(name, what):
+            result = fn()
+        timings.append((name, time.time() - t, _cpu_seconds() - c))
+        return result
+
+    voc, crops = timed("data", "generated VOC scenes and object crops",
+                       lambda: stage_data(wd, size, args.seed, args.force, p))
+    ckpts: dict[str, Path] = {}
+    for key, (label, config) in ENCODERS.items():
+        ckpts[key] = timed(f"pretrain {label}", f"unmix pretrain configs/demo/{config}",
+                           lambda key=key: stage_pretrain(wd, key, crops, size, args.seed, args.force,
+                                                          args.device, p))
+    for key, (label, _) in ENCODERS.items():
+        timed(f"knn {label}", f"unmix knn {ckpts[key]}",
+              lambda key=key: stage_knn(wd, key, ckpts[key], crops, size, args.seed, args.force,
+                                        args.device, p))
+    converted: dict[str, Path] = {}
+    for key, (label, _) in ENCODERS.items():
+        converted[key] = timed(f"convert {label}", f"unmix convert {ckpts[key]}",
+                               lambda key=key: stage_convert(wd, key, ckpts[key], args.force, p))
+    runs = [(RANDOM_INIT, "none")] + [(ENCODERS[k][0], str(converted[k])) for k in ENCODERS]
+    for label, ck in runs:
+        for bn in BN_MODES:
+            timed(f"finetune {label} / BN {bn}",
+                  f"unmix finetune --protocol {PROTOCOL} --bn {bn} (configs/demo/{DETECTION_CONFIG.name})",
+                  lambda label=label, ck=ck, bn=bn: stage_finetune(wd, label, ck, bn, voc, size, args.seed,
+                                                                  args.force, p))
+    md = timed("report", f"unmix report -> {out}", lambda: stage_report(wd, out, p))
+
+    lines = ["| stage | wall (s) | CPU (s) |", "| --- | ---: | ---: |"]
+    lines += [f"| {n} | {w:.0f} | {c:.0f} |" for n, w, c in timings]
+    lines.append(f"| total | {time.time() - t0:.0f} | {_cpu_seconds() - c0:.0f} |")
+    timing_md = "\n".join(lines) + "\n"
+    (wd / "timings.md").write_text(timing_md)
+    p.info("stage timings (this run; reused stages take ~0 s):\n" + timing_md)
+    print(md.read_text())
+    print(f"unmix demo: report in {out}/ (report.md, report.html, report.tex, cells.csv, plots/); "
+          f"records, checkpoints and logs in {wd}/ (demo.log, timings.md)")
+    return 0
