@@ -135,6 +135,8 @@ def _load_torch(src: Path, trust_pickle: bool) -> Any:
     if trust_pickle:
         try:
             return torch.load(src, map_location="cpu", weights_only=False)
+        except (ImportError, AttributeError) as e:
+            raise UnmixError(f"{src}: the pickle needs code that is not installed here ({e})") from None
         except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
                 OSError, ImportError, AttributeError) as e:
             raise _corrupt(src, e) from None
