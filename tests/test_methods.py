@@ -1,5 +1,5 @@
 """The four methods: forward/backward with and without Un-Mix, queue content, determinism, hooks,
-and MoCo's single-encoding Un-Mix loss against an explicit reference that re-encodes the reversal."""
+and MoCo's single-encoding Un-Mix loss against an explicit reference (reversal re-encoded)."""
 from __future__ import annotations
 
 import copy
