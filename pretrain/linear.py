@@ -284,7 +284,7 @@ def _run_probe(args, encoder, train_set, test_set, num_classes, p: Protocol, epo
         def batches(epoch: int):
             encoder.eval()  # frozen: BN running stats must not move
             loader.generator.manual_seed(args.seed + epoch)  # same order on resume
-            for x, y in fx._progress(loader, f"epoch {epoch + 1}/{epochs}", len(loader)):
+            for x, y in fx.progress(loader, f"epoch {epoch + 1}/{epochs}", len(loader)):
                 yield encode(x), y
 
         if p.feature_norm == "standardize":

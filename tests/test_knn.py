@@ -121,3 +121,54 @@ def test_cli_bad_input(tmp_path, capsys):
     rc = main(["knn", str(tmp_path), "--dataset", "cifar10", "--data-root", str(tmp_path), "--k", "0"])
     assert rc == 1 and "--k 0" in capsys.readouterr().err
     assert not (tmp_path / "work_dirs").exists()
+
+
+def test_cli_on_cifar10_pickles(tmp_path, monkeypatch):
+    """The real CIFAR-10 on-disk format (python pickles), default test split 'test', 10 classes."""
+    convert = pytest.importorskip("transfer.convert")
+    if not hasattr(convert, "build_encoder"):
+        pytest.skip("transfer.convert.build_encoder not there yet")
+    fakedata = pytest.importorskip("tests.fakedata")
+    from pretrain.backbones import build_resnet
+    from unmix import records
+    from unmix.cli import main
+
+    fakedata.write_cifar10(tmp_path / "data", n_train=10, n_test=4)
+    fakedata.patch_md5(monkeypatch, tmp_path / "data", "cifar10")
+    ckpt = tmp_path / "enc.pth"
+    torch.save(build_resnet("resnet18").state_dict(), ckpt)
+    rc = main(["knn", str(ckpt), "--dataset", "cifar10", "--data-root", str(tmp_path / "data"),
+               "--arch", "resnet18", "--work-dir", str(tmp_path / "w"), "--batch-size", "8",
+               "--workers", "0", "--device", "cpu"])
+    assert rc == 0
+    rec = records.load(tmp_path / "w" / "result.json")
+    assert rec["protocol"]["test_split"] == "test" and rec["protocol"]["name"] == "knn-k200-t0.1"
+    assert rec["details"] == {"num_classes": 10, "bank_size": 10, "num_test": 4, "feature_dim": 512}
+
+
+def test_record_pretrain_block_from_unmix_pretrain_checkpoint(tmp_path):
+    """An `unmix pretrain` checkpoint (format 'unmix-pretrain', keys backbone.*, meta with the
+    Un-Mix config as a dict) gives checkpoint.pretrain = {method, unmix (bool), epochs, dataset}."""
+    convert = pytest.importorskip("transfer.convert")
+    if not hasattr(convert, "build_encoder"):
+        pytest.skip("transfer.convert.build_encoder not there yet")
+    from pretrain.backbones import build_resnet
+    from pretrain.features import load_encoder
+
+    sd = {f"backbone.{k}": v for k, v in build_resnet("resnet18", stem="cifar").state_dict().items()}
+    meta = {"method": "moco", "arch": "resnet18", "stem": "cifar", "version": "v2",
+            "unmix": {"enabled": True, "prob": 0.5, "beta": 1.0},
+            "mixing": {"final_form": {"enabled": True}, "first_form": {"enabled": False}},
+            "dataset": "cifar10", "epoch": 3, "epochs": 1000, "config": "..."}
+    path = tmp_path / "latest.pth"
+    torch.save({"format": "unmix-pretrain", "version": 1, "state_dict": sd, "meta": meta, "epoch": 3}, path)
+    enc, block = load_encoder(path)
+    assert block["pretrain"] == {"method": "moco", "unmix": True, "epochs": 1000, "dataset": "cifar10"}
+    assert block["arch"] == "resnet18" and block["stem"] == "cifar" and block["format"] == "unmix-pretrain"
+    meta["unmix"] = {"enabled": False}
+    meta["mixing"]["final_form"]["enabled"] = False
+    torch.save({"format": "unmix-pretrain", "version": 1, "state_dict": sd, "meta": meta, "epoch": 3}, path)
+    assert load_encoder(path)[1]["pretrain"]["unmix"] is False
+    x = torch.rand(2, 3, 32, 32)
+    enc.eval()
+    assert enc(x).shape == (2, 512)
