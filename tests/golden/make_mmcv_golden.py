@@ -19,13 +19,13 @@ OUT = Path(__file__).with_name("mmcv_ops.pt")
 
 def inputs() -> dict:
     g = torch.Generator().manual_seed(0)
-    feats = torch.randn(2, 8, 20, 24, generator=g, dtype=torch.float64)
+    feats = torch.randn(2, 4, 20, 24, generator=g, dtype=torch.float64)
     k = 32
     xy1 = torch.rand(k, 2, generator=g, dtype=torch.float64) * torch.tensor([80.0, 64.0])
     wh = torch.rand(k, 2, generator=g, dtype=torch.float64) * 40 + 0.5
     idx = torch.randint(0, 2, (k, 1), generator=g).double()
     rois = torch.cat([idx, xy1, xy1 + wh], dim=1)
-    grad_out = torch.randn(k, 8, 7, 7, generator=g, dtype=torch.float64)
+    grad_out = torch.randn(k, 4, 7, 7, generator=g, dtype=torch.float64)
     # NMS: clustered boxes so suppression really happens; distinct scores (ties are order-undefined)
     centers = torch.rand(6, 2, generator=g) * 100
     b = centers.repeat_interleave(25, 0) + torch.randn(150, 2, generator=g) * 6
@@ -70,7 +70,7 @@ def main() -> int:
     from mmcv.ops import nms, roi_align
 
     x = inputs()
-    out = {"mmcv_version": mmcv.__version__, "torch_version": torch.__version__, "inputs": x}
+    out = {"mmcv_version": str(mmcv.__version__), "torch_version": str(torch.__version__), "inputs": x}
     for aligned in (True, False):
         for sr in (0, 2):
             f = x["feats"].clone().requires_grad_(True)
