@@ -51,7 +51,9 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
     self_idx = torch.cat([local, local + m])
     pos_idx = torch.cat([local + m, local])
     rows = torch.arange(2 * n, device=z1.device)
-    logits = logits.index_put((rows, self_idx), torch.tensor(float("-inf"), device=z1.device))
+    # dtype follows the logits: under autocast they are fp16/bf16 and index_put needs equal dtypes
+    logits = logits.index_put((rows, self_idx), torch.tensor(float("-inf"), device=z1.device,
+                                                             dtype=logits.dtype))
     return F.cross_entropy(logits, pos_idx)
 
 

@@ -168,3 +168,15 @@ def test_two_processes_match_one(tmp_path):
     torch.testing.assert_close(torch.cat([out[0][2], out[1][2]]), b.grad)
     torch.testing.assert_close(torch.cat([out[0][3], out[1][3]]), sinkhorn(scores, 0.05, 3))
     assert out[0][4] and out[1][4]
+
+
+def test_nt_xent_under_mixed_precision_matches_fp32():
+    """Regression: under autocast the logits are bf16 and masking the self-similarity failed."""
+    from pretrain.losses import nt_xent
+
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(8, 16, generator=g), torch.randn(8, 16, generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = nt_xent(z1 @ torch.eye(16), z2 @ torch.eye(16), 0.5)  # matmul -> bf16 inputs
+    assert torch.isfinite(low)
+    torch.testing.assert_close(low.float(), nt_xent(z1, z2, 0.5), rtol=0.05, atol=0.05)
