@@ -60,8 +60,8 @@ class Size:
 
 
 SIZES: dict[str, Size] = {
-    "small": Size(n_train=100, n_test=60, image=64, crop=32, pretrain_epochs=6, pretrain_batch=32,
-                  queue=512, detect_epochs=3, detect_batch=8, knn_k=50),
+    "small": Size(n_train=100, n_test=60, image=64, crop=32, pretrain_epochs=3, pretrain_batch=32,
+                  queue=512, detect_epochs=2, detect_batch=8, knn_k=50),
     "tiny": Size(n_train=4, n_test=4, image=64, crop=32, pretrain_epochs=1, pretrain_batch=8,
                  queue=32, detect_epochs=1, detect_batch=2, knn_k=5),
 }
@@ -69,7 +69,7 @@ SIZES: dict[str, Size] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", choices=list(SIZES), default="small",
-                        help="small: the README's demo (about 15 min on 2 CPU cores); "
+                        help="small: the demo of docs/demo.md (stage times there); "
                              "tiny: seconds per stage, for tests")
     parser.add_argument("--work-dir", default="work_dirs/demo", help="data, checkpoints, runs, demo.log")
     parser.add_argument("--out", default="reports/demo", help="where the report goes")

@@ -8,6 +8,6 @@ _base_ = '../pretrain/moco_v2_cifar10.py'
 model = dict(stem='imagenet', K=512, split_bn=4)
 data = dict(name='folder', root=None, size=32, num_workers=0, device_augment=True)
 optimizer = dict(lr=0.06, weight_decay=5e-4)
-schedule = dict(policy='cosine', epochs=6, warmup_epochs=1)
+schedule = dict(policy='cosine', epochs=3, warmup_epochs=1)
 train = dict(batch_size=32, checkpoint_interval=1000, log_interval=5, tensorboard=False)
 knn = dict(interval=0)

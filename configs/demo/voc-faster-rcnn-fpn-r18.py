@@ -10,7 +10,7 @@ _base_ = '../transfer/voc-faster-rcnn-fpn.py'
 classes = ('disc', 'box', 'triangle', 'diamond')
 scale = (64, 64)
 channels = 64
-epochs = 3
+epochs = 2
 
 model = dict(
     backbone=dict(depth=18),
