@@ -269,6 +269,8 @@ def pretrain_info(meta: dict, fmt: str | None, path: Path, trust_pickle: bool = 
     converted file) and drops dict values, such as the `unmix` config; when Un-Mix on/off is lost
     that way, it is read from the pretraining checkpoint's own `meta`.
     """
+    if isinstance(meta.get("pretrain"), dict):  # the converter's summary (transfer.convert.core)
+        return dict(meta["pretrain"])
     found = _find_pretrain_meta(meta)
     unmix = _unmix_flag(found) if found else None
     if unmix is None and fmt in ("unmix-pretrain", "unmix-converted"):

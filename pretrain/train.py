@@ -233,7 +233,8 @@ def _model_meta(cfg, mcfg: dict, dcfg: dict, epoch: int, epochs: int) -> dict:
     ff = dict(dcfg.get("first_form", {}) or {})
     return {"method": mcfg.get("type"), "arch": mcfg.get("arch"), "stem": mcfg.get("stem", "imagenet"),
             "version": mcfg.get("version"),
-            "unmix": dict(mcfg.get("unmix") or {"enabled": False}),
+            # a plain bool: what reports pair runs by; the full settings are under `mixing`
+            "unmix": bool((mcfg.get("unmix") or {}).get("enabled") or ff.get("enabled")),
             "mixing": {"final_form": dict(mcfg.get("unmix") or {"enabled": False}),
                        "first_form": ff if ff.get("enabled") else {"enabled": False}},
             "dataset": dcfg.get("name"), "epoch": epoch, "epochs": epochs, "config": cfg.pretty_text}

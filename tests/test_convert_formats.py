@@ -116,6 +116,13 @@ def test_unmix_pretrain(tmp_path, r18c):
     conv = check(tmp_path, tmp_path / "ck.pth", r18c, "unmix-pretrain", cifar=True)
     assert conv.stem == "cifar" and conv.meta["stem"] == "cifar"
     assert {"momentum encoder", "projector", "predictor", "queue"} <= set(conv.dropped)
+    # what result records put in checkpoint.pretrain, surviving a second conversion too
+    summary = {"method": "moco", "unmix": True, "epochs": 10, "dataset": "cifar10"}
+    assert conv.meta["pretrain"] == summary
+    from transfer.convert import convert_file, save_conversion
+
+    save_conversion(conv, tmp_path / "converted.pth")
+    assert convert_file(tmp_path / "converted.pth", verify=False).meta["pretrain"] == summary
 
 
 def test_unmix_cifar_demo_sequential(tmp_path, r18c):

@@ -52,7 +52,8 @@ def test_moco_unmix_writes_a_convertible_checkpoint(cifar, tmp_path):
     assert obj["format"] == "unmix-pretrain" and obj["version"] == 1 and obj["epoch"] == 1
     meta = obj["meta"]
     assert (meta["method"], meta["arch"], meta["stem"], meta["dataset"]) == ("moco", "resnet18", "cifar", "cifar10")
-    assert meta["unmix"]["enabled"] is True and meta["mixing"]["first_form"] == {"enabled": False}
+    assert meta["unmix"] is True and meta["mixing"]["final_form"]["enabled"] is True
+    assert meta["mixing"]["first_form"] == {"enabled": False}
     assert "moco_v2_cifar10" in meta["config"] or "type='moco'" in meta["config"]
     assert not any(k.startswith("module.") for k in obj["state_dict"])
     enc = build_resnet("resnet18", "cifar")
@@ -72,7 +73,7 @@ def test_every_method_two_iterations(cifar, tmp_path, config, unmix):
     assert pretrain(name, wd, cifar, *SMALL_MODEL[config.split("_")[0]]) == 0
     ls = losses(wd)
     assert len(ls) == 2 and all(math.isfinite(x) for x in ls)
-    assert torch.load(wd / "latest.pth", weights_only=True)["meta"]["unmix"]["enabled"] is unmix
+    assert torch.load(wd / "latest.pth", weights_only=True)["meta"]["unmix"] is unmix
 
 
 @pytest.mark.slow
