@@ -344,3 +344,15 @@ def seed_everything(seed: int) -> None:
 
 def describe_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if not k.startswith("_")}
+
+
+def prepare(args) -> tuple[Any, str, str, Any, dict]:
+    """What kNN, linear and flatness share before their own work: (device, label, test split,
+    frozen encoder, the record's checkpoint section), with one-line errors for bad input."""
+    device = resolve_device(args.device)
+    check_dataset(args.dataset, args.data_root)
+    label = label_for(args.checkpoint, args.label)
+    split = test_split(args.dataset, args.test_split)
+    encoder, ckpt = load_encoder(args.checkpoint, args.arch, args.fmt, args.encoder, args.trust_pickle)
+    ckpt["label"] = label
+    return device, label, split, encoder, ckpt

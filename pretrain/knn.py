@@ -71,12 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise UnmixError(f"--k {args.k}: must be at least 1")
     if args.t <= 0:
         raise UnmixError(f"--t {args.t}: must be positive")
-    device = fx.resolve_device(args.device)
-    fx.check_dataset(args.dataset, args.data_root)
-    label = fx.label_for(args.checkpoint, args.label)
-    test_split = fx.test_split(args.dataset, args.test_split)
-    encoder, ckpt = fx.load_encoder(args.checkpoint, args.arch, args.fmt, args.encoder, args.trust_pickle)
-    ckpt["label"] = label
+    device, label, test_split, encoder, ckpt = fx.prepare(args)
     train_set = fx.build_dataset(args.dataset, args.data_root, args.train_split,
                                  image_size=args.image_size)
     test_set = fx.build_dataset(args.dataset, args.data_root, test_split, image_size=args.image_size)

@@ -212,12 +212,7 @@ def run(args: argparse.Namespace) -> int:
         raise UnmixError(f"--epochs {epochs}: must be at least 1")
     if lr <= 0 or bs < 1:
         raise UnmixError(f"--lr {lr} / --train-batch-size {bs}: must be positive")
-    device = fx.resolve_device(args.device)
-    fx.check_dataset(args.dataset, args.data_root)
-    label = fx.label_for(args.checkpoint, args.label)
-    test_split = fx.test_split(args.dataset, args.test_split)
-    encoder, ckpt = fx.load_encoder(args.checkpoint, args.arch, args.fmt, args.encoder, args.trust_pickle)
-    ckpt["label"] = label
+    device, label, test_split, encoder, ckpt = fx.prepare(args)
     train_tf = train_transform(args.dataset, args.image_size) if aug else None
     train_set = fx.build_dataset(args.dataset, args.data_root, args.train_split, transform=train_tf,
                                  image_size=args.image_size)

@@ -201,6 +201,20 @@ def _missing_images(data_list: list[dict]) -> list[str]:
     return missing
 
 
+
+def _checked_data_list(dataset, load, what: str) -> list[dict]:
+    """Run mmdet's `load_data_list` counting skipped boxes; missing images are an error here, in
+    the main process, not inside a data-loader worker."""
+    dataset._skips = _SkipReport()
+    data_list = load()
+    missing = _missing_images(data_list)
+    if missing:
+        raise UnmixError(f"{dataset.ann_file}: {len(missing)} listed image(s) missing: "
+                         f"{_listing(missing)} (see {DOC})")
+    dataset.skip_counts = dict(dataset._skips.counts)
+    dataset._skips.emit(f"{what} {dataset.ann_file}")
+    return data_list
+
 def _register():
     # Only the mmcv._ext stand-in is needed to import mmdet.datasets; the full ensure_stack()
     # imports this module itself.
@@ -215,15 +229,7 @@ def _register():
         """mmdet's VOCDataset; bad boxes clipped/skipped and counted, missing images an error."""
 
         def load_data_list(self) -> list[dict]:
-            self._skips = _SkipReport()
-            data_list = super().load_data_list()
-            missing = _missing_images(data_list)
-            if missing:
-                raise UnmixError(f"{self.ann_file}: {len(missing)} listed image(s) missing: "
-                                 f"{_listing(missing)} (see {DOC})")
-            self.skip_counts = dict(self._skips.counts)
-            self._skips.emit(f"VOC annotations of {self.ann_file}")
-            return data_list
+            return _checked_data_list(self, super().load_data_list, "VOC annotations of")
 
         def parse_data_info(self, img_info: dict) -> dict:
             info = super().parse_data_info(img_info)
@@ -252,15 +258,7 @@ def _register():
         and missing images are an error."""
 
         def load_data_list(self) -> list[dict]:
-            self._skips = _SkipReport()
-            data_list = super().load_data_list()
-            missing = _missing_images(data_list)
-            if missing:
-                raise UnmixError(f"{self.ann_file}: {len(missing)} listed image(s) missing: "
-                                 f"{_listing(missing)} (see {DOC})")
-            self.skip_counts = dict(self._skips.counts)
-            self._skips.emit(f"COCO annotations {self.ann_file}")
-            return data_list
+            return _checked_data_list(self, super().load_data_list, "COCO annotations")
 
         def parse_data_info(self, raw_data_info: dict) -> dict:
             # Classify with the same predicates CocoDataset.parse_data_info uses to skip, so the
