@@ -10,7 +10,7 @@ _base_ = '../transfer/voc-faster-rcnn-fpn.py'
 classes = ('disc', 'box', 'triangle', 'diamond')
 scale = (64, 64)
 channels = 64
-epochs = 2
+epochs = 3
 
 model = dict(
     backbone=dict(depth=18),
@@ -50,8 +50,9 @@ train_cfg = dict(max_epochs=epochs, val_interval=epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=25),
     dict(type='MultiStepLR', by_epoch=True, begin=0, end=epochs, milestones=[epochs - 1], gamma=0.1)]
-# lr 0.04 at the demo's batch 8 (`unmix finetune` scales the base 0.08 at 16 linearly)
-optim_wrapper = dict(optimizer=dict(lr=0.08))
+# lr 0.02 at the demo's batch 8 (`unmix finetune` scales the base 0.04 at 16 linearly); gradient
+# clipping as mmdet's short schedules use it: without it pretrained runs diverged to NaN at lr 0.04
+optim_wrapper = dict(optimizer=dict(lr=0.04), clip_grad=dict(max_norm=35, norm_type=2))
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=epochs))
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(vis_backends=vis_backends)
