@@ -459,3 +459,26 @@ def test_retinanet_and_c4_shapes(tmp_path):
     assert md.index("RetinaNet") < md.index("R50-C4")  # the paper's order, not alphabetical
     assert "| pre-train | n (SyncBN) | AP50 (SyncBN) | AP (SyncBN) | AP75 (SyncBN) |" in md
     assert "| MoCo | 1 | 81.5 | 55.9 | 62.6 |" in md
+
+
+def test_detection_title_names_the_detector_the_records_used(tmp_path):
+    """The demo fine-tunes an R18-FPN under the R50-FPN protocol: the title must not claim R50."""
+    from transfer.report_tables import _detector_titles, DETECTION_SPECS
+    import pandas as pd
+
+    spec = DETECTION_SPECS["voc-faster-rcnn-fpn"]
+    same = pd.DataFrame({"detector": ["Faster R-CNN R18-FPN", "Faster R-CNN R18-FPN"]})
+    title, tex = _detector_titles(spec, same)
+    assert title.startswith("Faster R-CNN R18-FPN,") and "R50" not in title and "R18-FPN" in tex
+    mixed = pd.DataFrame({"detector": ["Faster R-CNN R18-FPN", "Faster R-CNN R50-FPN"]})
+    assert _detector_titles(spec, mixed) == (spec.title, spec.tex_title)
+    assert _detector_titles(spec, pd.DataFrame({"detector": [None]})) == (spec.title, spec.tex_title)
+
+
+def test_detector_name_follows_the_backbone_built():
+    from transfer.protocols import detector_name
+
+    assert detector_name("Faster R-CNN R50-FPN", {"depth": 18}) == "Faster R-CNN R18-FPN"
+    assert detector_name("Mask R-CNN R50-FPN", {"depth": 50, "base_channels": 128}) == "Mask R-CNN R50w2-FPN"
+    assert detector_name("Faster R-CNN R50-C4", {"type": "CifarResNet", "depth": 50}) == \
+        "Faster R-CNN R50-C4 (CIFAR stem)"

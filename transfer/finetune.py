@@ -224,7 +224,8 @@ def build_config(protocol: str, bn: str | None, seed: int, work_dir: Path, data_
                                          broadcast_buffers=False)
     loop = cfg.train_cfg
     section = {
-        "name": protocol, "task": "detection", "detector": meta["detector"],
+        "name": protocol, "task": "detection",
+        "detector": protocols.detector_name(meta["detector"], cfg.model.backbone),
         "dataset": meta["dataset"], "train_split": meta["train_split"],
         "test_split": meta["test_split"], "seed": seed,
         "bn_requested": bn_requested, "bn_used": bn_used, "bn_note": bn_note,

@@ -336,3 +336,15 @@ def smoke_options(name: str, scale: tuple[int, int] = (128, 96), batch: int = 2,
         opts["param_scheduler.1.end"] = 1
         opts["param_scheduler.1.milestones"] = [1]
     return opts
+
+
+def detector_name(template: str, backbone: dict) -> str:
+    """The protocol's detector name with the backbone actually built: 'Faster R-CNN R50-FPN'
+    becomes 'Faster R-CNN R18-FPN' for depth 18, 'R50w2' for SwAV's double width, and says so for
+    a CIFAR stem. Records and report titles must not claim a ResNet-50 that was not used."""
+    depth = int(backbone.get("depth", 50))
+    width = int(backbone.get("base_channels", 64)) // 64
+    name = template.replace("R50", f"R{depth}" + (f"w{width}" if width > 1 else ""), 1)
+    if "cifar" in str(backbone.get("type", "")).lower():
+        name += " (CIFAR stem)"
+    return name

@@ -119,6 +119,7 @@ def _run_row(rec: dict[str, Any], path: Path) -> dict[str, Any]:
         "bn_requested": pr.get("bn_requested"), "bn_used": pr.get("bn_used"),
         "seed": seed, "sha256": sha if isinstance(sha, str) else None,
         "arch": ck.get("arch"), "method": pre.get("method"), "unmix": unmix,
+        "detector": pr.get("detector") if isinstance(pr.get("detector"), str) else None,
         "epochs": int(epochs) if isinstance(epochs, (int, float)) and epochs == int(epochs) else epochs,
         "pretrain_dataset": pre.get("dataset"),
         "metrics": dict(rec["metrics"]), "sorted_probs": probs if isinstance(probs, list) else None,
@@ -349,6 +350,19 @@ def _columns(groups: list[tuple[str, str | None]], metrics: list[Metric]) -> lis
     return cols
 
 
+def _detector_titles(spec: TableSpec, sel: pd.DataFrame) -> tuple[str, str]:
+    """The spec's title, with the detector the records name when they all name the same other
+    one (e.g. the demo's R18-FPN under the R50-FPN protocol)."""
+    names = set(sel["detector"].dropna()) if "detector" in sel else set()
+    if len(names) != 1:
+        return spec.title, spec.tex_title
+    (actual,) = names
+    head = spec.title.split(",", 1)[0]
+    if actual == head:
+        return spec.title, spec.tex_title
+    return spec.title.replace(head, actual, 1), spec.tex_title.replace(head, actual, 1)
+
+
 def _build(key: str, kind: str, protocol: str, title: str, tex_title: str, runs: pd.DataFrame,
            failed: pd.DataFrame, metrics: list[Metric], groups: list[tuple[str, str | None]],
            lead_headers: list[str], baseline: str, higher_is_better: bool | None,
@@ -521,7 +535,8 @@ def build_tables(runs: pd.DataFrame, baseline: str = "auto", decimals: int = 1) 
         if spec is None:
             spec = TableSpec(f"Detection protocol {name}", "",
                              tuple(_metrics_present(sel, {})))
-        tables.append(_build(_slug("detection", name), "detection", name, spec.title, spec.tex_title,
+        title, tex_title = _detector_titles(spec, sel)
+        tables.append(_build(_slug("detection", name), "detection", name, title, tex_title,
                              sel, failed[(failed.kind == "detection") & (failed.protocol == name)],
                              list(spec.metrics),
                              _bn_groups(sel, spec.bn_modes), [], baseline, True, decimals))
