@@ -60,8 +60,8 @@ class Size:
 
 
 SIZES: dict[str, Size] = {
-    "small": Size(n_train=100, n_test=60, image=64, crop=32, pretrain_epochs=3, pretrain_batch=32,
-                  queue=512, detect_epochs=3, detect_batch=8, knn_k=50),
+    "small": Size(n_train=100, n_test=60, image=64, crop=32, pretrain_epochs=30, pretrain_batch=32,
+                  queue=256, detect_epochs=3, detect_batch=8, knn_k=50),
     "tiny": Size(n_train=4, n_test=4, image=64, crop=32, pretrain_epochs=1, pretrain_batch=8,
                  queue=32, detect_epochs=1, detect_batch=2, knn_k=5),
 }
