@@ -145,3 +145,15 @@ def write_tiny_imagenet(root: str | Path, classes: list[str] | int = 3, per_clas
     (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
     (root / "wnids.txt").write_text("\n".join(classes) + "\n")
     return root
+
+
+def write_random_resnet(path: str | Path, arch: str = "resnet18", seed: int = 0) -> Path:
+    """A randomly initialised encoder saved as a bare torchvision-named state dict (the simplest
+    format `unmix convert` reads): the checkpoint kNN/linear/flatness CLI tests evaluate."""
+    import torch
+
+    from pretrain.backbones import build_resnet
+
+    torch.manual_seed(seed)
+    torch.save(build_resnet(arch).state_dict(), path)
+    return Path(path)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pretrain.flatness import comparison_table, flatness_metrics, flatness_stats, sorted_softmax
+from tests import fakedata
 
 
 def test_identical_logits_give_uniform():
@@ -59,21 +60,12 @@ def test_statistics_over_mixed_images():
 
 
 def test_cli_two_checkpoints(tmp_path, capsys):
-    convert = pytest.importorskip("transfer.convert")
-    if not hasattr(convert, "build_encoder"):
-        pytest.skip("transfer.convert.build_encoder not there yet")
-    fakedata = pytest.importorskip("tests.fakedata")
-    from pretrain.backbones import build_resnet
     from unmix import records
     from unmix.cli import main
 
     root = tmp_path / "data"
     fakedata.write_image_folder(root / "val", classes=2, per_class=3, size=32)
-    paths = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        paths.append(tmp_path / f"enc{seed}.pth")
-        torch.save(build_resnet("resnet18").state_dict(), paths[-1])
+    paths = [fakedata.write_random_resnet(tmp_path / f"enc{seed}.pth", seed=seed) for seed in (0, 1)]
     work = tmp_path / "work"
     rc = main(["flatness", *map(str, paths), "--dataset", "folder", "--data-root", str(root),
                "--arch", "resnet18", "--image-size", "32", "--work-dir", str(work),

@@ -9,6 +9,7 @@ import torch
 
 from pretrain.features import extract_features, topk_accuracy
 from pretrain.knn import knn_predict
+from tests import fakedata
 
 
 def naive_knn(q, bank, bank_labels, num_classes, k, t):
@@ -83,11 +84,6 @@ def test_knn_rejects_bad_shapes():
 
 
 def test_cli_writes_record(tmp_path, capsys):
-    convert = pytest.importorskip("transfer.convert")
-    if not hasattr(convert, "build_encoder"):
-        pytest.skip("transfer.convert.build_encoder not there yet")
-    fakedata = pytest.importorskip("tests.fakedata")
-    from pretrain.backbones import build_resnet
     from unmix import records
     from unmix.cli import main
 
@@ -95,8 +91,7 @@ def test_cli_writes_record(tmp_path, capsys):
     fakedata.write_image_folder(root / "train", classes=3, per_class=2, size=32)
     fakedata.write_image_folder(root / "val", classes=3, per_class=1, size=32, seed=9)
     ckpt = tmp_path / "enc.pth"
-    torch.manual_seed(0)
-    torch.save(build_resnet("resnet18").state_dict(), ckpt)
+    fakedata.write_random_resnet(ckpt, seed=0)
     work = tmp_path / "work"
     rc = main(["knn", str(ckpt), "--dataset", "folder", "--data-root", str(root), "--arch", "resnet18",
                "--image-size", "32", "--work-dir", str(work), "--batch-size", "4", "--workers", "0",
@@ -125,18 +120,12 @@ def test_cli_bad_input(tmp_path, capsys):
 
 def test_cli_on_cifar10_pickles(tmp_path, monkeypatch):
     """The real CIFAR-10 on-disk format (python pickles), default test split 'test', 10 classes."""
-    convert = pytest.importorskip("transfer.convert")
-    if not hasattr(convert, "build_encoder"):
-        pytest.skip("transfer.convert.build_encoder not there yet")
-    fakedata = pytest.importorskip("tests.fakedata")
-    from pretrain.backbones import build_resnet
     from unmix import records
     from unmix.cli import main
 
     fakedata.write_cifar10(tmp_path / "data", n_train=10, n_test=4)
     fakedata.patch_md5(monkeypatch, tmp_path / "data", "cifar10")
-    ckpt = tmp_path / "enc.pth"
-    torch.save(build_resnet("resnet18").state_dict(), ckpt)
+    ckpt = fakedata.write_random_resnet(tmp_path / "enc.pth")
     rc = main(["knn", str(ckpt), "--dataset", "cifar10", "--data-root", str(tmp_path / "data"),
                "--arch", "resnet18", "--work-dir", str(tmp_path / "w"), "--batch-size", "8",
                "--workers", "0", "--device", "cpu"])
