@@ -83,3 +83,26 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
     assert cli.main(["demo", "--size", "tiny", "--work-dir", str(wd), "--out", str(out), "--device", "cpu"]) == 0
     assert all(p.stat().st_mtime == t for p, t in mtimes.items())
     assert "reusing" in (wd / "demo.log").read_text()
+
+
+def test_pretraining_pool_is_apart_from_the_labelled_scenes(tmp_path):
+    """The encoders pretrain on crops of scenes the detector never sees (train crops: the pool;
+    test crops: VOC2007 test), as real pretraining uses data apart from the transfer task's."""
+    size = demo.SIZES["tiny"]
+    p = demo.Progress(tmp_path / "demo.log")
+    try:
+        voc, crops = demo.stage_data(tmp_path, size, 0, False, p)
+    finally:
+        p.close()
+    pool = tmp_path / "data" / "pool" / "VOCdevkit"
+    labelled = voc / "VOCdevkit"
+    n_pool_objects = sum(len(demo._voc_boxes(x)) for x in pool.glob("VOC20*/Annotations/*.xml"))
+    assert len(list((crops / "train").glob("*/*.jpg"))) == n_pool_objects
+    test_ids = (labelled / "VOC2007/ImageSets/Main/test.txt").read_text().split()
+    n_test_objects = sum(len(demo._voc_boxes(labelled / "VOC2007/Annotations" / f"{i}.xml")) for i in test_ids)
+    assert len(list((crops / "test").glob("*/*.jpg"))) == n_test_objects
+    # same file names, different scenes: no labelled image is in the pool
+    for jpg in (labelled / "VOC2007/JPEGImages").glob("*.jpg"):
+        twin = pool / "VOC2007/JPEGImages" / jpg.name
+        assert not twin.is_file() or twin.read_bytes() != jpg.read_bytes()
+    assert len(list(pool.glob("VOC20*/JPEGImages/*.jpg"))) == 2 * size.n_pool

@@ -45,8 +45,10 @@ BN_MODES: tuple[str, ...] = ("finetune", "frozen")
 
 @dataclass(frozen=True)
 class Size:
-    """Everything `--size` changes. Detection data: `n_train` scenes per VOC year (VOC2007 and
-    VOC2012 trainval, so 2 x n_train training images), `n_test` VOC2007 test scenes."""
+    """Everything `--size` changes. Detection data: `n_train` labelled scenes per VOC year (VOC2007
+    and VOC2012 trainval, so 2 x n_train training images), `n_test` VOC2007 test scenes. The
+    pretraining pool: the object crops of `n_pool` x 2 further scenes, never labelled for detection."""
+    n_pool: int
     n_train: int
     n_test: int
     image: int                 # scene side (px); the detector trains and tests at this scale
@@ -56,14 +58,17 @@ class Size:
     queue: int                 # MoCo's K (a multiple of the batch)
     detect_epochs: int
     detect_batch: int
+    detect_seeds: int          # fine-tuning seeds per cell (--seed, --seed + 1, ...): the report's n
     knn_k: int
 
 
 SIZES: dict[str, Size] = {
-    "small": Size(n_train=100, n_test=60, image=64, crop=32, pretrain_epochs=30, pretrain_batch=32,
-                  queue=256, detect_epochs=3, detect_batch=8, knn_k=50),
-    "tiny": Size(n_train=4, n_test=4, image=64, crop=32, pretrain_epochs=1, pretrain_batch=8,
-                 queue=32, detect_epochs=1, detect_batch=2, knn_k=5),
+    "small": Size(n_pool=500, n_train=25, n_test=100, image=64, crop=32, pretrain_epochs=6, pretrain_batch=32,
+                  queue=256, detect_epochs=12, detect_batch=8, detect_seeds=3,
+                  knn_k=50),
+    "tiny": Size(n_pool=4, n_train=4, n_test=4, image=64, crop=32, pretrain_epochs=1, pretrain_batch=8,
+                 queue=32, detect_epochs=1, detect_batch=2, detect_seeds=1,
+                 knn_k=5),
 }
 
 
@@ -73,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "tiny: seconds per stage, for tests")
     parser.add_argument("--work-dir", default="work_dirs/demo", help="data, checkpoints, runs, demo.log")
     parser.add_argument("--out", default="reports/demo", help="where the report goes")
-    parser.add_argument("--seed", type=int, default=0, help="data, pretraining and fine-tuning seed")
+    parser.add_argument("--seed", type=int, default=0, help="data and pretraining seed; the first fine-tuning seed")
     parser.add_argument("--force", action="store_true", help="redo every stage, even finished ones")
     parser.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
 
@@ -130,15 +135,17 @@ def _voc_boxes(xml_path: Path) -> list[tuple[str, tuple[int, int, int, int]]]:
     return out
 
 
-def write_crops(voc_root: Path, out: Path, crop: int) -> dict[str, int]:
+def write_crops(voc_root: Path, out: Path, crop: int,
+                splits: tuple[str, ...] = ("train", "test")) -> dict[str, int]:
     """Each annotated object of the VOC scenes, cut out with a 15% margin and resized to
-    `crop` px, as `out/{train,test}/<class>/<image>_<k>.jpg` (train: VOC2007+2012 trainval,
-    test: VOC2007 test). Returns the image count per split."""
+    `crop` px, as `out/<split>/<class>/<image>_<k>.jpg` for each of `splits` (train: VOC2007+2012
+    trainval, test: VOC2007 test). Returns the image count per split."""
     from PIL import Image
 
-    splits = {"train": [("VOC2007", "trainval"), ("VOC2012", "trainval")], "test": [("VOC2007", "test")]}
+    sets_of = {"train": [("VOC2007", "trainval"), ("VOC2012", "trainval")], "test": [("VOC2007", "test")]}
     counts = {}
-    for split, sets in splits.items():
+    for split in splits:
+        sets = sets_of[split]
         n = 0
         for year, image_set in sets:
             year_dir = voc_root / "VOCdevkit" / year
@@ -250,11 +257,14 @@ def stage_data(wd: Path, size: Size, seed: int, force: bool, p: Progress) -> tup
         p.info(f"reusing {root} ({done.read_text().strip()})")
         return voc, crops
     _fresh(root, True)
+    pool = root / "pool"
     toydata.write_voc(voc, size.n_train, size.n_test, size=(size.image, size.image), classes=CLASSES, seed=seed)
-    counts = write_crops(voc, crops, size.crop)
-    summary = (f"VOC2007 trainval {size.n_train} + VOC2012 trainval {size.n_train} + VOC2007 test "
-               f"{size.n_test} scenes of {size.image} px; {counts['train']} train / {counts['test']} test "
-               f"crops of {size.crop} px; classes {', '.join(CLASSES)}")
+    toydata.write_voc(pool, size.n_pool, 0, size=(size.image, size.image), classes=CLASSES, seed=seed + 1)
+    counts = write_crops(pool, crops, size.crop, ("train",)) | write_crops(voc, crops, size.crop, ("test",))
+    summary = (f"labelled: VOC2007 trainval {size.n_train} + VOC2012 trainval {size.n_train} + VOC2007 test "
+               f"{size.n_test} scenes of {size.image} px; pretraining pool: {2 * size.n_pool} other scenes -> "
+               f"{counts['train']} train crops ({counts['test']} test crops from VOC2007 test) of {size.crop} px; "
+               f"classes {', '.join(CLASSES)}")
     done.write_text(summary + "\n")
     p.info(summary)
     return voc, crops
@@ -321,7 +331,7 @@ def stage_finetune(wd: Path, label: str, checkpoint: str, bn: str, voc: Path, si
 
     ensure_stack()
     key = "random_init" if checkpoint == "none" else Path(checkpoint).stem
-    out = wd / "finetune" / f"{key}_{bn}"
+    out = wd / "finetune" / f"{key}_{bn}_seed{seed}"
     _fresh(out, force)
     if records.is_finished(out):
         p.info(f"reusing {out / 'result.json'}")
@@ -335,7 +345,7 @@ def stage_finetune(wd: Path, label: str, checkpoint: str, bn: str, voc: Path, si
     rec = finetune(checkpoint, PROTOCOL, bn=bn, seed=seed, work_dir=out, data_root=str(voc),
                    cfg_options=detection_overrides(extra=extra), label=label)
     m = rec["metrics"]
-    p.info(f"{label}, BN {bn}: " + ", ".join(f"{k} {v:.1f}" for k, v in m.items()
+    p.info(f"{label}, BN {bn}, seed {seed}: " + ", ".join(f"{k} {v:.1f}" for k, v in m.items()
                                               if isinstance(v, (int, float))))
 
 
@@ -393,12 +403,14 @@ def _pipeline(args: argparse.Namespace, size: Size, wd: Path, out: Path, p: Prog
         converted[key] = timed(f"convert {label}", f"unmix convert {ckpts[key]}",
                                lambda key=key: stage_convert(wd, key, ckpts[key], args.force, p))
     runs = [(RANDOM_INIT, "none")] + [(ENCODERS[k][0], str(converted[k])) for k in ENCODERS]
-    for label, ck in runs:
-        for bn in BN_MODES:
-            timed(f"finetune {label} / BN {bn}",
-                  f"unmix finetune --protocol {PROTOCOL} --bn {bn} (configs/demo/{DETECTION_CONFIG.name})",
-                  lambda label=label, ck=ck, bn=bn: stage_finetune(wd, label, ck, bn, voc, size, args.seed,
-                                                                  args.force, p))
+    for seed in range(args.seed, args.seed + size.detect_seeds):
+        for label, ck in runs:
+            for bn in BN_MODES:
+                timed(f"finetune {label} / BN {bn} / seed {seed}",
+                      f"unmix finetune --protocol {PROTOCOL} --bn {bn} --seed {seed} "
+                      f"(configs/demo/{DETECTION_CONFIG.name})",
+                      lambda label=label, ck=ck, bn=bn, seed=seed: stage_finetune(wd, label, ck, bn, voc, size,
+                                                                                  seed, args.force, p))
     md = timed("report", f"unmix report -> {out}", lambda: stage_report(wd, out, p))
 
     lines = ["| stage | wall (s) | CPU (s) |", "| --- | ---: | ---: |"]
