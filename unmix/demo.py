@@ -4,16 +4,18 @@
 
 Stages (each reuses its finished outputs on a re-run unless `--force`):
 
-1. data      generated scenes in the real VOC layout (transfer.toydata: JPEG + XML, VOC2007
-             trainval/test and VOC2012 trainval) and crops of the same objects as an image folder
-             (`crops/{train,test}/<class>/<n>.jpg`, pretrain.data's 'folder' dataset)
-2. pretrain  `unmix pretrain` MoCo v2 ResNet-18 on the crops, without and with Un-Mix (same seed,
+1. data      labelled scenes in the real VOC layout (transfer.toydata: JPEG + XML, VOC2007
+             trainval/test and VOC2012 trainval), and a separate pool of unlabelled scenes whose
+             objects are cut out as an image folder (`crops/train/<class>/<n>.jpg`, pretrain.data's
+             'folder' dataset; `crops/test` holds the VOC2007 test objects, for kNN)
+2. pretrain  `unmix pretrain` MoCo v2 ResNet-18 on the pool's crops, without and with Un-Mix (same seed,
              same everything else; configs/demo/pretrain-moco-v2*.py)
 3. knn       `unmix knn` of both encoders on the crops (result records)
 4. convert   `unmix convert` of both encoders into mmdet backbones (summary printed)
 5. finetune  `unmix finetune --protocol voc-faster-rcnn-fpn` shrunk by
              configs/demo/voc-faster-rcnn-fpn-r18.py, for {random init, MoCo v2, MoCo v2 + Un-Mix}
-             x BN {finetune, frozen}; each run evaluates on VOC2007 test and writes result.json
+             x BN {finetune, frozen} x `detect_seeds` seeds; each run evaluates on VOC2007 test
+             and writes result.json
 6. report    `unmix report` over every record -> --out (md, tex, csv, html, plots)
 
 Everything goes through the subcommands' own public entry points, so the numbers are what the
