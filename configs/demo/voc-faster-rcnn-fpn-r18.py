@@ -55,8 +55,8 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=25),
     dict(type='MultiStepLR', by_epoch=True, begin=0, end=epochs, milestones=[epochs - 1], gamma=0.1)]
 # lr 0.01 at the demo's batch 8: mmdet's 0.02 at 16, scaled linearly by `unmix finetune`. At twice
-# that, Freeze BN runs of the pretrained encoders diverged (their features are ~10x the scale of a
-# zero-init-residual random ResNet's). Gradient clipping as mmdet's short schedules use it.
+# that, Freeze BN runs of the pretrained encoders diverged (their features are 6-30x the scale of
+# a zero-init-residual random ResNet's). Gradient clipping as mmdet's short schedules use it.
 optim_wrapper = dict(optimizer=dict(lr=0.02), clip_grad=dict(max_norm=35, norm_type=2))
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=epochs))
 vis_backends = [dict(type='LocalVisBackend')]
