@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from unmix.atomic import torch_save
-from unmix.errors import UnmixError
+from unmix.core.files import torch_save
+from unmix.core.errors import UnmixError
 
 FORMAT, VERSION = "unmix-pretrain", 1
 LATEST = "latest.pth"

@@ -27,7 +27,7 @@ import torch
 from torchvision import datasets as tvd
 from torchvision import transforms as T
 
-from unmix.errors import UnmixError
+from unmix.core.errors import UnmixError
 
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 # The official CIFAR demos normalise CIFAR-100 with CIFAR-10's statistics too.

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from unmix.errors import UnmixError
+from unmix.core.errors import UnmixError
 
 # Which split is the "test" side when the user does not say; the train side is always 'train'.
 DEFAULT_TEST_SPLIT = {"cifar10": "test", "cifar100": "test", "stl10": "test"}
@@ -228,7 +228,7 @@ def load_encoder(path: str | os.PathLike, arch: str | None = None, fmt: str | No
     pretrain = pretrain_info(meta, getattr(conv, "format", None), path, trust_pickle)
     sha = meta.get("source_sha256")
     if not sha:
-        from unmix.records import sha256_file
+        from unmix.core.files import sha256_file
 
         sha = sha256_file(path)
     block = {"label": None, "path": str(path.resolve()), "sha256": sha,

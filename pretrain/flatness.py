@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 
 from pretrain import features as fx
-from unmix import atomic, records
-from unmix.errors import UnmixError
+from unmix.core.env import env_info
+from unmix.core import files, records
+from unmix.core.errors import UnmixError
 
 
 def sorted_softmax(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
                         "test_split": split, "seed": args.seed, "temperature": args.temperature,
                         "outputs": "pooled encoder features", "batch_size_total": args.batch_size,
                         "image_size": args.image_size}
-            record = records.new_record("flatness", ckpt, protocol, env=records.env_info(device))
+            record = records.new_record("flatness", ckpt, protocol, env=env_info(device))
             work_dir = work_root / fx.safe_name(label)
             t0 = time.time()
             try:
@@ -176,7 +177,7 @@ def _plot(curves: dict[str, list[float]], path: Path, title: str) -> Path | None
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic.atomic_path(path) as tmp:
+    with files.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
     return path

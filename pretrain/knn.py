@@ -15,8 +15,9 @@ import torch
 from torch.nn import functional as F
 
 from pretrain import features as fx
-from unmix import records
-from unmix.errors import UnmixError
+from unmix.core.env import env_info
+from unmix.core import records
+from unmix.core.errors import UnmixError
 
 
 def knn_predict(features: torch.Tensor, bank_features: torch.Tensor, bank_labels: torch.Tensor,
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                 "dataset": args.dataset, "train_split": args.train_split, "test_split": test_split,
                 "k": args.k, "t": args.t, "seed": args.seed, "features": "pooled encoder output",
                 "batch_size_total": args.batch_size}
-    record = records.new_record("knn", ckpt, protocol, env=records.env_info(device))
+    record = records.new_record("knn", ckpt, protocol, env=env_info(device))
     t0 = time.time()
     with fx.work_dir_log(work_dir, "knn") as log:
         log.info("knn: %s (%s) on %s [%s -> %s], k=%d t=%g, device %s", label, ckpt["path"],

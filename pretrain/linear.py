@@ -32,8 +32,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from pretrain import features as fx
-from unmix import atomic, records
-from unmix.errors import UnmixError
+from unmix.core.env import env_info
+from unmix.core import files, records
+from unmix.core.errors import UnmixError
 
 
 class Protocol(NamedTuple):
@@ -227,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
                 "momentum": p.momentum, "weight_decay": p.weight_decay, "aug": aug,
                 "feature_norm": p.feature_norm, "features": "pooled encoder output",
                 "image_size": args.image_size, "source": p.source}
-    record = records.new_record("linear", ckpt, protocol, env=records.env_info(device))
+    record = records.new_record("linear", ckpt, protocol, env=env_info(device))
     t0 = time.time()
     with fx.work_dir_log(work_dir, "linear") as log:
         log.info("linear: %s (%s) on %s [%s -> %s], protocol %s, %d epochs, lr %g, batch %d, aug %s, "
@@ -243,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
             records.write(records.fail(record, e), work_dir)
             log.info("failed: %s", e)
             raise
-        atomic.torch_save({"state_dict": probe.state_dict(), "protocol": protocol,
+        files.torch_save({"state_dict": probe.state_dict(), "protocol": protocol,
                            "checkpoint": ckpt}, work_dir / "probe.pth")
         record["details"] = details
         records.finish(record, metrics, wall_time_s=round(time.time() - t0, 3))
@@ -323,7 +324,7 @@ def _run_probe(args, encoder, train_set, test_set, num_classes, p: Protocol, epo
         history.append(loss)
         log.info("epoch %d/%d  lr %.4g  loss %.4f", epoch + 1, epochs, optimizer.param_groups[0]["lr"], loss)
         if aug:  # epochs are expensive only with augmentation; cached-feature epochs take ms
-            atomic.torch_save({"key": _resume_key(args, epochs, lr, bs, aug), "epoch": epoch + 1,
+            files.torch_save({"key": _resume_key(args, epochs, lr, bs, aug), "epoch": epoch + 1,
                                "probe": probe.state_dict(), "optimizer": optimizer.state_dict(),
                                "history": history}, last)
 

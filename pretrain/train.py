@@ -30,7 +30,7 @@ from torch import nn
 from pretrain import checkpoint as ckpt
 from pretrain import data as pdata
 from pretrain.optim import build_optimizer, lr_at
-from unmix.errors import UnmixError
+from unmix.core.errors import UnmixError
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

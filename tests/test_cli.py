@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from unmix import cli
-from unmix.errors import UnmixError
+from unmix.core.errors import UnmixError
 
 
 def run_cli(*args):

@@ -90,7 +90,7 @@ def test_arch_mismatch_depth_and_width(capsys, tmp_path):
     assert "resnet18" in err
     from pretrain.backbones import build_resnet
     from transfer.convert import convert_state_dict
-    from unmix.errors import UnmixError
+    from unmix.core.errors import UnmixError
 
     with torch.device("meta"):
         w2 = build_resnet("resnet50w2").state_dict()

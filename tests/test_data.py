@@ -10,7 +10,7 @@ from PIL import Image
 
 from pretrain import data
 from tests import fakedata
-from unmix.errors import UnmixError
+from unmix.core.errors import UnmixError
 
 
 def test_cifar10_reads_real_pickles(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 
 from transfer import toydata
 from transfer.stack import ensure_stack
-from unmix.errors import UnmixError
+from unmix.core.errors import UnmixError
 
 ensure_stack()
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from unmix import cli, demo, records
+from unmix import cli, demo
+from unmix.core import records
 
 
 def test_config_overrides_is_a_minimal_flat_diff():

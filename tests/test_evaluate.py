@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from transfer import evaluate, toydata
-from unmix import records
-from unmix.errors import UnmixError
+from unmix.core import records
+from unmix.core.errors import UnmixError
 
 
 def test_find_checkpoint_order(tmp_path):

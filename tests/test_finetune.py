@@ -16,8 +16,9 @@ ensure_stack()
 
 from transfer import finetune as ft  # noqa: E402
 from transfer import protocols, toydata  # noqa: E402
-from unmix import records  # noqa: E402
-from unmix.errors import UnmixError  # noqa: E402
+from unmix.core import records  # noqa: E402
+from unmix.core.files import sha256_file  # noqa: E402
+from unmix.core.errors import UnmixError  # noqa: E402
 
 SCALE = (96, 64)
 REPO = Path(__file__).resolve().parent.parent
@@ -220,7 +221,7 @@ def test_every_protocol_trains_two_iterations_and_evaluates(protocol, data, r18,
     rec = ft.finetune(str(r18), protocol, seed=1, work_dir=private_tmp, data_root=root_for(data, protocol),
                       cfg_options=protocols.smoke_options(protocol, scale=SCALE))
     rec = check_record(rec, private_tmp, protocol)
-    assert rec["checkpoint"]["sha256"] == records.sha256_file(r18) and rec["checkpoint"]["arch"] == "resnet18"
+    assert rec["checkpoint"]["sha256"] == sha256_file(r18) and rec["checkpoint"]["arch"] == "resnet18"
     assert rec["backbone_load_checked"] is True
     if protocol == "voc-faster-rcnn-c4":  # default SyncBN, one process: recorded as plain BN
         assert rec["protocol"]["bn_requested"] == "sync" and rec["protocol"]["bn_used"] == "finetune"

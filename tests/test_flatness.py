@@ -60,7 +60,7 @@ def test_statistics_over_mixed_images():
 
 
 def test_cli_two_checkpoints(tmp_path, capsys):
-    from unmix import records
+    from unmix.core import records
     from unmix.cli import main
 
     root = tmp_path / "data"

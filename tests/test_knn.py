@@ -84,7 +84,7 @@ def test_knn_rejects_bad_shapes():
 
 
 def test_cli_writes_record(tmp_path, capsys):
-    from unmix import records
+    from unmix.core import records
     from unmix.cli import main
 
     root = tmp_path / "data"
@@ -120,7 +120,7 @@ def test_cli_bad_input(tmp_path, capsys):
 
 def test_cli_on_cifar10_pickles(tmp_path, monkeypatch):
     """The real CIFAR-10 on-disk format (python pickles), default test split 'test', 10 classes."""
-    from unmix import records
+    from unmix.core import records
     from unmix.cli import main
 
     fakedata.write_cifar10(tmp_path / "data", n_train=10, n_test=4)

@@ -11,6 +11,7 @@ from pretrain.features import topk_accuracy
 from pretrain.linear import (PROTOCOLS, LinearProbe, cached_batches, lr_at, predict,
                              train_linear)
 from tests import fakedata
+from unmix.core.files import sha256_file
 
 
 def separable(n_per_class: int, num_classes: int, dim: int, seed: int, scale: float = 1.0):
@@ -97,7 +98,7 @@ def _tiny_run(tmp_path, extra):
 @pytest.mark.slow
 @pytest.mark.parametrize("extra", [["--no-aug"], ["--aug"]])
 def test_cli_two_epochs_writes_record(tmp_path, extra):
-    from unmix import records
+    from unmix.core import records
 
     rc, work, ckpt = _tiny_run(tmp_path, extra)
     assert rc == 0
@@ -106,7 +107,7 @@ def test_cli_two_epochs_writes_record(tmp_path, extra):
     assert set(rec["metrics"]) == {"top1", "top5"} and 0 <= rec["metrics"]["top1"] <= 100
     assert rec["protocol"]["epochs"] == 2 and rec["protocol"]["aug"] == (extra == ["--aug"])
     assert rec["protocol"]["name"].startswith("linear-cifar")
-    assert rec["checkpoint"]["sha256"] == records.sha256_file(ckpt)
+    assert rec["checkpoint"]["sha256"] == sha256_file(ckpt)
     assert rec["checkpoint"]["label"] == "r18" and rec["checkpoint"]["pretrain"] is None
     assert len(rec["details"]["train_loss"]) == 2
     assert (work / "linear.log").read_text().count("epoch ") >= 2

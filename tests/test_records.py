@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from unmix import atomic, records
-from unmix.errors import UnmixError
+from unmix.core import files, records
+from unmix.core.env import env_info
+from unmix.core.errors import UnmixError
 
 
 def make(tmp_path):
@@ -49,7 +50,7 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     dst = tmp_path / "a.txt"
     dst.write_text("old")
     with pytest.raises(RuntimeError):
-        with atomic.atomic_path(dst) as tmp:
+        with files.atomic_path(dst) as tmp:
             tmp.write_text("half")
             raise RuntimeError("crash mid-write")
     assert dst.read_text() == "old"
@@ -57,5 +58,5 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
 
 
 def test_env_info_names_versions():
-    info = records.env_info()
+    info = env_info()
     assert info["torch"] and info["python"] and "device" in info and "mmcv_ops" in info

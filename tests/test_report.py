@@ -16,8 +16,9 @@ import pytest
 
 from transfer import report, report_tables
 from transfer.report_plots import epoch_series, flat_curves
-from unmix import cli, records
-from unmix.errors import UnmixError
+from unmix import cli
+from unmix.core import records
+from unmix.core.errors import UnmixError
 
 ENV = {"unmix_commit": None, "python": "3.11", "torch": "test", "device": "cpu", "world_size": 1}
 MOCO = {"method": "moco", "unmix": False, "epochs": 200, "dataset": "imagenet"}

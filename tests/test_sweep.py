@@ -2,8 +2,8 @@
 import pytest
 
 from transfer import sweep as sw
-from unmix import records
-from unmix.errors import UnmixError
+from unmix.core import records
+from unmix.core.errors import UnmixError
 
 
 def spec(tmp_path, **kw):

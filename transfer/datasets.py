@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from unmix.errors import UnmixError
+from unmix.core.errors import UnmixError
 
 DOC = "docs/detection-data-and-metrics.md"
 VOC_LAYOUT = "VOCdevkit/VOC2007/{JPEGImages,Annotations,ImageSets/Main}"

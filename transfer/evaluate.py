@@ -4,7 +4,7 @@ The work dir is what `unmix finetune` leaves: the resolved config `config.py`, m
 checkpoints (`epoch_N.pth` / `iter_N.pth`, `last_checkpoint` naming the newest) and `result.json`.
 We rebuild mmengine's Runner from the saved config with `load_from` = the chosen checkpoint, run
 the test loop (the val loop when the config has no test loop), and write the metrics into
-`result.json` through `unmix.records`, keeping the rest of the record (checkpoint, protocol, env,
+`result.json` through `unmix.core.records`, keeping the rest of the record (checkpoint, protocol, env,
 status) and noting what was evaluated under `record["evaluation"]`.
 
     unmix evaluate WORK_DIR [--checkpoint FILE] [--metric-options eval_mode=11points ...]
@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from unmix import records
-from unmix.errors import UnmixError
+from unmix.core import records
+from unmix.core.files import sha256_file
+from unmix.core.errors import UnmixError
 
 CONFIG_NAME = "config.py"
 _CKPT_RE = re.compile(r"^(epoch|iter)_(\d+)\.pth$")
@@ -135,7 +136,7 @@ def _update_record(work_dir: Path, ckpt: Path, split: str, metrics: dict[str, fl
                    details: dict[str, Any], metric_options: dict[str, Any] | None,
                    wall_time_s: float) -> Path:
     path = work_dir / records.RESULT_NAME
-    evaluation = {"checkpoint": str(ckpt), "checkpoint_sha256": records.sha256_file(ckpt),
+    evaluation = {"checkpoint": str(ckpt), "checkpoint_sha256": sha256_file(ckpt),
                   "loop": split, "metric_options": metric_options or {},
                   "evaluated": records.now(), "wall_time_s": wall_time_s}
     if path.exists():

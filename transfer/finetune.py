@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from unmix import records
-from unmix.errors import UnmixError
+from unmix.core import records
+from unmix.core.env import env_info
+from unmix.core.files import sha256_file
+from unmix.core.errors import UnmixError
 from transfer import protocols
 
 DEFAULT_WORK_ROOT = Path("work_dirs") / "finetune"
@@ -73,9 +75,9 @@ def _ensure_weights_only_loadable(dst: Path, state_dict: dict, meta: dict) -> No
     try:
         torch.load(dst, map_location="cpu", weights_only=True)
     except Exception:
-        from unmix import atomic
+        from unmix.core import files
 
-        atomic.torch_save({"state_dict": dict(state_dict), "meta": _strictly_plain(meta)}, dst)
+        files.torch_save({"state_dict": dict(state_dict), "meta": _strictly_plain(meta)}, dst)
 
 
 def prepare_checkpoint(checkpoint: str, work_dir: Path) -> tuple[dict[str, Any], dict | None, dict | None]:
@@ -94,9 +96,9 @@ def prepare_checkpoint(checkpoint: str, work_dir: Path) -> tuple[dict[str, Any],
         from transfer.convert import convert_file, mmdet_backbone_cfg, save_conversion
     except ImportError:
         conv = _fallback_convert(src)
-        from unmix import atomic
+        from unmix.core import files
 
-        atomic.torch_save({"state_dict": conv["state_dict"], "meta": conv["meta"]}, dst)
+        files.torch_save({"state_dict": conv["state_dict"], "meta": conv["meta"]}, dst)
         state_dict, arch, stem, fmt, meta = (conv["state_dict"], conv["arch"], conv["stem"],
                                              conv["format"], conv["meta"])
         backbone = dict(conv["backbone"], init_cfg=dict(type="Pretrained", checkpoint=str(dst)))
@@ -107,7 +109,7 @@ def prepare_checkpoint(checkpoint: str, work_dir: Path) -> tuple[dict[str, Any],
         state_dict, arch, stem, fmt, meta = conv.state_dict, conv.arch, conv.stem, conv.format, conv.meta
         backbone = mmdet_backbone_cfg(conv, checkpoint=str(dst))
         backbone.setdefault("init_cfg", dict(type="Pretrained", checkpoint=str(dst)))
-    section = {"label": src.stem, "path": str(src.resolve()), "sha256": records.sha256_file(src),
+    section = {"label": src.stem, "path": str(src.resolve()), "sha256": sha256_file(src),
                "format": fmt, "arch": arch, "stem": stem,
                "pretrain": (meta or {}).get("pretrain") if isinstance(meta, dict) else None}
     return section, dict(state_dict), backbone
@@ -279,7 +281,7 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
 
     A failure writes a 'failed' record and re-raises.
     """
-    from transfer.stack import ensure_stack
+    from transfer.stack import ensure_stack, mmcv_ops_kind
 
     t0 = time.time()
     meta = protocols.get(protocol)
@@ -297,7 +299,7 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
 
     cuda = torch.cuda.is_available()
     init_distributed(launcher, cuda)
-    env = records.env_info(device="cuda" if cuda else "cpu", world_size=world_size)
+    env = env_info(device="cuda" if cuda else "cpu", world_size=world_size, mmcv_ops=mmcv_ops_kind())
     ck_section = {"label": label or Path(checkpoint).stem, "path": checkpoint, "sha256": None,
                   "format": None, "arch": None, "stem": None, "pretrain": None}
     proto_section: dict[str, Any] = {"name": protocol, "task": "detection", "seed": seed,

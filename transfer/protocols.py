@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from unmix.errors import UnmixError
+from unmix.core.errors import UnmixError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "transfer"
 

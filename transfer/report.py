@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from unmix import atomic
-from unmix.errors import UnmixError
+from unmix.core import files
+from unmix.core.errors import UnmixError
 
 FORMATS = ("md", "tex", "csv", "html")
 FILE_OF = {"md": "report.md", "tex": "report.tex", "html": "report.html"}
@@ -73,18 +73,18 @@ def render_files(rep, runs, formats: list[str]) -> dict[str, bytes]:
     """Relative path -> content, for every file the report consists of."""
     from transfer.report_render import RENDERERS, render_csv, render_runs_csv
 
-    files: dict[str, bytes] = {}
+    contents: dict[str, bytes] = {}
     for fmt in formats:
         if fmt == "csv":
             for fname, text in render_csv(rep).items():
-                files[fname] = text.encode("utf-8")
-            files["runs.csv"] = render_runs_csv(runs).encode("utf-8")
+                contents[fname] = text.encode("utf-8")
+            contents["runs.csv"] = render_runs_csv(runs).encode("utf-8")
         else:
-            files[FILE_OF[fmt]] = RENDERERS[fmt](rep).encode("utf-8")
+            contents[FILE_OF[fmt]] = RENDERERS[fmt](rep).encode("utf-8")
     for p in rep.plots:
-        files[f"plots/{p.key}.png"] = p.png
-        files[f"plots/{p.key}.svg"] = p.svg
-    return files
+        contents[f"plots/{p.key}.png"] = p.png
+        contents[f"plots/{p.key}.svg"] = p.svg
+    return contents
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,13 +94,13 @@ def run(args: argparse.Namespace) -> int:
         raise UnmixError(f"{out}: exists and is not a directory")
     rep, runs = build_report(args.results, args.name or out.name, args.baseline, args.decimals,
                              plots=not args.no_plots)
-    files = render_files(rep, runs, formats)
-    for rel, data in files.items():
-        atomic.write_bytes(out / rel, data)
+    contents = render_files(rep, runs, formats)
+    for rel, data in contents.items():
+        files.write_bytes(out / rel, data)
     n_fin = int((runs.status == "finished").sum())
     print(f"unmix report: {len(runs)} records ({n_fin} finished, {len(rep.skipped)} not tabulated), "
           f"{len(rep.tables)} tables, {len(rep.plots)} plots -> {out}/")
-    for rel in files:
+    for rel in contents:
         if not rel.startswith("plots/"):
             print(f"  {out / rel}")
     return 0

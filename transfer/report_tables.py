@@ -17,8 +17,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from unmix import records
-from unmix.errors import UnmixError
+from unmix.core import records
+from unmix.core.errors import UnmixError
 
 BN_TITLES = {"finetune": "No Freeze", "frozen": "Freeze BN", "sync": "SyncBN"}
 BN_ORDER = ("finetune", "frozen", "sync")

@@ -11,7 +11,7 @@ import importlib.util
 import os
 import sys
 
-from unmix.errors import UnmixError
+from unmix.core.errors import UnmixError
 
 _done = False
 

@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from unmix import records
-from unmix.errors import UnmixError
+from unmix.core import records
+from unmix.core.errors import UnmixError
 from transfer import protocols
 
 SPEC_KEYS = {"work_root", "data_root", "checkpoints", "protocols", "bn", "seeds", "cfg_options"}

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from unmix.errors import UnmixError
+from unmix.core.errors import UnmixError
 
 # name -> (module, one-line purpose, issue that delivers it)
 COMMANDS: dict[str, tuple[str, str, int]] = {

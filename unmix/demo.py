@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from unmix import records
-from unmix.errors import UnmixError
+from unmix.core import records
+from unmix.core.errors import UnmixError
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO / "configs" / "demo"

@@ -16,7 +16,7 @@ import torch
 
 from pretrain.backbones import ARCHS, build_resnet
 from transfer.convert import formats as F
-from unmix.errors import UnmixError
+from unmix.core.errors import UnmixError
 
 CONVERTER_VERSION = "1.0"
 _NAMED_ANCHOR = "layer1.0.conv1.weight"

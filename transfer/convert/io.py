@@ -8,9 +8,9 @@ import torch
 
 from pretrain.backbones import ARCHS, build_resnet
 from transfer.convert.core import Conversion, convert_state_dict
-from transfer.convert.load import read_checkpoint, sha256_file
-from unmix.atomic import torch_save
-from unmix.errors import UnmixError
+from transfer.convert.load import read_checkpoint
+from unmix.core.files import sha256_file, torch_save
+from unmix.core.errors import UnmixError
 
 
 def convert_file(src: str | os.PathLike, *, arch: str | None = None, fmt: str | None = None,

@@ -12,7 +12,6 @@ Anything else is refused with the class it names; `trust_pickle=True` opts in to
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import pickle
 import re
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unmix.errors import UnmixError
+from unmix.core.errors import UnmixError
 
 # The pickle of torch's legacy-format magic number: files saved with
 # `_use_new_zipfile_serialization=False` (e.g. the MoCo releases from torch 1.4) start with it.
@@ -43,14 +42,6 @@ _PLAIN_GLOBALS = {
     "builtins.complex", "builtins.slice", "collections.OrderedDict", "copyreg._reconstructor",
     "builtins.object",
 }
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _resolve(module: str, name: str) -> Any:

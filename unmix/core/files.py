@@ -1,7 +1,9 @@
-"""Write files so that a crash never leaves a half-written or lost file: temp file, then rename."""
+"""Files: written so that a crash never leaves a half-written or lost file (temp file, then
+rename), and their sha256."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -43,3 +45,12 @@ def torch_save(obj: object, dst: str | os.PathLike) -> None:
 
     with atomic_path(dst) as tmp:
         torch.save(obj, tmp)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes, read in `chunk`-byte blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -24,16 +24,14 @@ Schema `unmix.result/1` (documented in README.md, "Result records"):
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
-import platform
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from unmix import atomic
-from unmix.errors import UnmixError
+from unmix.core import files
+from unmix.core.env import env_info
+from unmix.core.errors import UnmixError
 
 SCHEMA = "unmix.result/1"
 KINDS = ("detection", "knn", "linear", "flatness")
@@ -44,54 +42,6 @@ RESULT_NAME = "result.json"
 
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def git_commit() -> str | None:
-    """The unmix checkout's commit, or None when installed without git."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def env_info(device: str | None = None, world_size: int = 1) -> dict[str, Any]:
-    """Versions of everything that can move a number, plus device and world size."""
-    import torch
-
-    info: dict[str, Any] = {
-        "unmix_commit": git_commit(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-    for mod in ("torchvision", "mmcv", "mmengine", "mmdet"):
-        try:
-            info[mod] = __import__(mod).__version__
-        except Exception:  # not installed, or broken: the record says so rather than failing
-            info[mod] = None
-    try:
-        from transfer.stack import mmcv_ops_kind
-
-        info["mmcv_ops"] = mmcv_ops_kind()
-    except Exception:
-        info["mmcv_ops"] = None
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and torch.cuda.is_available():
-        device = f"{device} ({torch.cuda.get_device_name(0)})"
-    info["device"] = device
-    info["world_size"] = world_size
-    return info
 
 
 def new_record(kind: str, checkpoint: dict[str, Any], protocol: dict[str, Any],
@@ -144,7 +94,7 @@ def write(record: dict[str, Any], path: str | os.PathLike) -> Path:
     if path.is_dir() or path.suffix != ".json":
         path = path / RESULT_NAME
     validate(record, path)
-    atomic.write_text(path, json.dumps(record, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    files.write_text(path, json.dumps(record, indent=2, sort_keys=False, default=_jsonable) + "\n")
     return path
 
 
