@@ -26,7 +26,7 @@ def main() -> None:
     from transfer.stack import ensure_stack
 
     ensure_stack()
-    import transfer.backbones  # noqa: F401
+    import transfer.stack.backbones  # noqa: F401
     t_stack = time.perf_counter() - t0
 
     from transfer.convert import convert_file, save_conversion

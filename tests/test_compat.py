@@ -1,4 +1,4 @@
-"""Each fix in transfer/compat.py has a test here that fails without the fix."""
+"""Each fix in transfer/stack/compat.py has a test here that fails without the fix."""
 import pickle
 
 import numpy as np

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from transfer import mmcv_ext
+from transfer.stack import mmcv_ext
 from transfer.stack import ensure_stack, mmcv_ops_kind
 
 GOLDEN = torch.load(Path(__file__).parent / "golden" / "mmcv_ops.pt", weights_only=True)

@@ -46,7 +46,7 @@ def test_faster_rcnn_trains_evaluates_and_resumes_through_the_runner(tmp_path):
     assert {"coco/bbox_mAP", "coco/bbox_mAP_50"} <= set(metrics)
     assert (tmp_path / "wd" / "iter_1.pth").exists()
 
-    # Resume (torch >= 2.6 weights_only + mmengine's message hub: transfer/compat.py)
+    # Resume (torch >= 2.6 weights_only + mmengine's message hub: transfer/stack/compat.py)
     cfg = tiny_cfg(root, tmp_path / "wd", max_iters=2)
     cfg.resume = True
     resumed = Runner.from_cfg(cfg)

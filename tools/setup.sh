@@ -92,7 +92,7 @@ else
      || "$py" -c "import mmcv._ext" 2>/dev/null; then
     say "mmcv already installed ($("$py" -c 'import mmcv; print(mmcv.__version__)'))"
   else
-    say "installing mmcv-lite==2.1.0 (pure Python; kernels come from torchvision via transfer/mmcv_ext.py)"
+    say "installing mmcv-lite==2.1.0 (pure Python; kernels come from torchvision via transfer/stack/mmcv_ext.py)"
     pip install -q --no-build-isolation -c constraints.txt mmcv-lite==2.1.0 2>&1 | quiet
   fi
 fi

@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         ensure_stack()
         kind = mmcv_ops_kind()
         desc = {"compiled": "compiled mmcv kernels",
-                "stand-in": "unmix's torchvision-backed stand-in (transfer/mmcv_ext.py)"}.get(kind, kind)
+                "stand-in": "unmix's torchvision-backed stand-in (transfer/stack/mmcv_ext.py)"}.get(kind, kind)
         return f"mmcv ops: {desc}; mmdet modules registered"
 
     check("stack", stack, FIX_SETUP)

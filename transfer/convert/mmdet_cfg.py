@@ -22,7 +22,7 @@ def mmdet_backbone_cfg(conv_or_meta: Any, checkpoint: str | os.PathLike | None =
                        **overrides: Any) -> dict:
     """mmdet backbone config for a conversion (a `Conversion`, its `meta`, or a DST path).
 
-    `type` is mmdet's `ResNet`, or our `CifarResNet` (registered by `transfer.backbones`) for a
+    `type` is mmdet's `ResNet`, or our `CifarResNet` (registered by `transfer.stack.backbones`) for a
     CIFAR stem; SwAV-style widening becomes `stem_channels = base_channels = 64 * width`. With
     `checkpoint`, `init_cfg=dict(type='Pretrained', checkpoint=...)` loads the DST. Everything
     else (norm_cfg, norm_eval, frozen_stages, out_indices...) can be overridden by keyword.

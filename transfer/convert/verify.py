@@ -22,7 +22,7 @@ def build_mmdet_backbone(conv: Conversion, **overrides) -> torch.nn.Module:
     from transfer.stack import ensure_stack
 
     ensure_stack()
-    import transfer.backbones  # noqa: F401  registers CifarResNet
+    import transfer.stack.backbones  # noqa: F401  registers CifarResNet
     from mmdet.registry import MODELS
 
     cfg = mmdet_backbone_cfg(conv, **overrides)

@@ -1,8 +1,13 @@
-"""Make the OpenMMLab stack usable: call `ensure_stack()` before importing mmdet or mmcv.ops.
+"""The OpenMMLab stack made usable: call `ensure_stack()` before importing mmdet or mmcv.ops.
 
-It (1) registers `transfer.mmcv_ext` as `mmcv._ext` when compiled mmcv is absent, (2) applies the
-torch >= 2.6 / numpy 2 fixes of `transfer.compat`, and (3) registers mmdet's modules and ours
-(the CIFAR-stem backbone) with mmengine's registries. Idempotent and cheap after the first call.
+It (1) registers `transfer.stack.mmcv_ext` as `mmcv._ext` when compiled mmcv is absent, (2)
+applies the torch >= 2.6 / numpy 2 fixes of `transfer.stack.compat`, and (3) registers mmdet's
+modules with mmengine's registries. Idempotent and cheap after the first call.
+
+The package holds: this set-up, `compat` (the fixes), `mmcv_ext` (the kernel stand-in) and
+`backbones` (our CIFAR-stem ResNet, registered in mmdet's MODELS when imported). It is the floor
+of everything in `transfer` that touches mmdet: the converter's verification and `detection`
+import it; it imports only `unmix.core` and the OpenMMLab packages.
 """
 from __future__ import annotations
 
@@ -51,7 +56,7 @@ def install_stand_in() -> bool:
         import mmcv
     except ImportError:
         raise UnmixError("mmcv is not installed; run tools/setup.sh") from None
-    from transfer import mmcv_ext
+    from transfer.stack import mmcv_ext
 
     sys.modules["mmcv._ext"] = mmcv_ext
     mmcv._ext = mmcv_ext  # type: ignore[attr-defined]
@@ -64,7 +69,7 @@ def ensure_stack(register_modules: bool = True) -> None:
     if _done:
         return
     install_stand_in()
-    from transfer import compat
+    from transfer.stack import compat
 
     compat.apply()
     if register_modules:
@@ -72,7 +77,7 @@ def ensure_stack(register_modules: bool = True) -> None:
 
         register_all_modules(init_default_scope=True)  # so MODELS.build works outside a Runner
         # Our own registered modules (e.g. the CIFAR-stem backbone), where they exist yet.
-        for name in ("transfer.backbones", "transfer.datasets", "transfer.metrics"):
+        for name in ("transfer.stack.backbones", "transfer.datasets", "transfer.metrics"):
             if importlib.util.find_spec(name) is not None:
                 importlib.import_module(name)
     _done = True
