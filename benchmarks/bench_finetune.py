@@ -24,8 +24,9 @@ from mmengine.hooks import Hook  # noqa: E402
 from mmengine.registry import HOOKS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from transfer import protocols, toydata  # noqa: E402
-from transfer.finetune import finetune  # noqa: E402
+from transfer.detection import protocols  # noqa: E402
+from transfer import toydata  # noqa: E402
+from transfer.detection.finetune import finetune  # noqa: E402
 
 TIMES: list[float] = []
 

@@ -26,7 +26,7 @@ ensure_stack()
 
 from mmdet.registry import METRICS  # noqa: E402
 
-from transfer import metrics as M  # noqa: E402
+from transfer.detection import metrics as M  # noqa: E402
 
 
 def synth(n_images: int, n_classes: int, dets_per_image: int, seed: int = 0, size: int = 320):

@@ -13,7 +13,7 @@ ensure_stack()
 
 from mmdet.registry import DATASETS  # noqa: E402
 
-from transfer import datasets  # noqa: E402
+from transfer.detection import datasets  # noqa: E402
 
 BAD = ("degenerate_box", "out_of_image_box", "outside_box")
 PIPELINE = [dict(type="LoadImageFromFile"), dict(type="LoadAnnotations", with_bbox=True),

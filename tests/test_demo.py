@@ -22,7 +22,7 @@ def test_detection_overrides_rebuild_the_demo_config():
     """Applying the overrides to the protocol's config gives the demo config (what finetune runs)."""
     from mmengine.config import Config
 
-    from transfer import protocols
+    from transfer.detection import protocols
     from transfer.stack import ensure_stack
 
     ensure_stack()

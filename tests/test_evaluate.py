@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from transfer import evaluate, toydata
+from transfer.detection import evaluate
+from transfer import toydata
 from unmix.core import records
 from unmix.core.errors import UnmixError
 

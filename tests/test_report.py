@@ -477,7 +477,7 @@ def test_detection_title_names_the_detector_the_records_used(tmp_path):
 
 
 def test_detector_name_follows_the_backbone_built():
-    from transfer.protocols import detector_name
+    from transfer.detection.protocols import detector_name
 
     assert detector_name("Faster R-CNN R50-FPN", {"depth": 18}) == "Faster R-CNN R18-FPN"
     assert detector_name("Mask R-CNN R50-FPN", {"depth": 50, "base_channels": 128}) == "Mask R-CNN R50w2-FPN"

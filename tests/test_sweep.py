@@ -1,7 +1,7 @@
 """unmix sweep: grid expansion, skip finished cells, record failed ones and go on, resume, rerun."""
 import pytest
 
-from transfer import sweep as sw
+from transfer.detection import sweep as sw
 from unmix.core import records
 from unmix.core.errors import UnmixError
 

@@ -207,7 +207,7 @@ def detection_overrides(config: Path = DETECTION_CONFIG, extra: dict[str, Any] |
     """cfg-options that turn the protocol's config into `config` (plus `extra`, applied on top)."""
     from mmengine.config import Config
 
-    from transfer import protocols
+    from transfer.detection import protocols
 
     child = Config.fromfile(str(config))
     if extra:
@@ -328,7 +328,7 @@ def stage_convert(wd: Path, key: str, checkpoint: Path, force: bool, p: Progress
 
 def stage_finetune(wd: Path, label: str, checkpoint: str, bn: str, voc: Path, size: Size, seed: int,
                    force: bool, p: Progress) -> None:
-    from transfer.finetune import finetune
+    from transfer.detection.finetune import finetune
     from transfer.stack import ensure_stack
 
     ensure_stack()

@@ -4,7 +4,7 @@
 # `unmix demo` passes the difference between this file and the protocol's config as
 # cfg-options to `unmix finetune --protocol voc-faster-rcnn-fpn`, so the records name the real
 # protocol and list every override. The checkpoint's depth/widths and the BN mode are applied by
-# `unmix finetune` (transfer/protocols.py), as for any run.
+# `unmix finetune` (transfer/detection/protocols.py), as for any run.
 _base_ = '../transfer/voc-faster-rcnn-fpn.py'
 
 classes = ('disc', 'box', 'triangle', 'diamond')

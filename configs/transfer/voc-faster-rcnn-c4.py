@@ -41,4 +41,4 @@ vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')
 visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 
 # Registers ResLayerExtraNorm (the extra norm after res5, MoCo's Res5ROIHeadsExtraNorm).
-custom_imports = dict(imports=['transfer.heads'], allow_failed_imports=False)
+custom_imports = dict(imports=['transfer.detection.heads'], allow_failed_imports=False)

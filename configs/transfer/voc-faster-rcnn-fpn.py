@@ -2,7 +2,7 @@
 # -> VOC2007 test, 12 epochs (mmdet's 4 epochs over a 3x repeated dataset), 1000x600 train and test.
 # A thin override of mmdet's own config: everything not written here is mmdet 3.3's default.
 # The backbone's init_cfg, depth, norm (the --bn mode) and the learning rate scaled to the actual
-# total batch are set by `unmix finetune` (transfer/protocols.py), not here.
+# total batch are set by `unmix finetune` (transfer/detection/protocols.py), not here.
 _base_ = 'mmdet::pascal_voc/faster-rcnn_r50_fpn_1x_voc0712.py'
 
 # pytorch-style ResNet, RGB input, torchvision mean/std: what mmdet's FPN base already uses;

@@ -11,7 +11,6 @@ import it; it imports only `unmix.core` and the OpenMMLab packages.
 """
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 import sys
@@ -76,10 +75,6 @@ def ensure_stack(register_modules: bool = True) -> None:
         from mmdet.utils import register_all_modules
 
         register_all_modules(init_default_scope=True)  # so MODELS.build works outside a Runner
-        # Our own registered modules (e.g. the CIFAR-stem backbone), where they exist yet.
-        for name in ("transfer.stack.backbones", "transfer.datasets", "transfer.metrics"):
-            if importlib.util.find_spec(name) is not None:
-                importlib.import_module(name)
     _done = True
 
 

@@ -106,10 +106,10 @@ def evaluate_work_dir(work_dir: str | Path, checkpoint: str | Path | None = None
                       metric_options: dict[str, Any] | None = None,
                       write_record: bool = True) -> dict[str, float]:
     """Evaluate a work dir's checkpoint; update WORK_DIR/result.json; return the record metrics."""
-    from transfer.stack import ensure_stack
+    from transfer.detection import protocols
 
-    ensure_stack()
-    from transfer.metrics import to_record_metrics
+    protocols.register_modules()
+    from transfer.detection.metrics import to_record_metrics
 
     work_dir = Path(work_dir).resolve()
     if not work_dir.is_dir():

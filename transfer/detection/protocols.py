@@ -13,7 +13,7 @@ from typing import Any
 
 from unmix.core.errors import UnmixError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "transfer"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "transfer"
 
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "voc-faster-rcnn-fpn": {
@@ -70,10 +70,20 @@ BN_MODES: dict[str, tuple[str, bool, bool]] = {
     "sync": ("SyncBN", True, False),
 }
 
-# Our metrics (transfer/metrics.py) and datasets (transfer/datasets.py) replace mmdet's when they
+# Our metrics (transfer/detection/metrics.py) and datasets (transfer/detection/datasets.py) replace mmdet's when they
 # are registered: same behaviour, plus bad-box accounting and the record's metric set.
 UNMIX_METRICS = {"VOCMetric": "UnmixVOCMetric", "CocoMetric": "UnmixCocoMetric"}
 UNMIX_DATASETS = {"VOCDataset": "UnmixVOCDataset", "CocoDataset": "UnmixCocoDataset"}
+
+
+def register_modules() -> None:
+    """Prepare the stack and register our mmdet modules (datasets, metrics, the C4 head, the
+    CIFAR-stem backbone), which configs name by type and `use_unmix_*` looks up."""
+    from transfer.stack import ensure_stack
+
+    ensure_stack()
+    from transfer.detection import datasets, heads, metrics  # noqa: F401  (registration)
+    from transfer.stack import backbones  # noqa: F401  (registration)
 
 
 def get(name: str) -> dict[str, Any]:
@@ -262,7 +272,7 @@ def check_data(cfg, dataset: str) -> None:
     if not root:
         return
     try:
-        from transfer import datasets
+        from transfer.detection import datasets
     except ImportError:
         if not Path(root).is_dir():
             raise UnmixError(f"{root}: no such data root (pass --data-root)") from None

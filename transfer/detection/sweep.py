@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 from unmix.core import records
 from unmix.core.errors import UnmixError
-from transfer import protocols
+from transfer.detection import protocols
 
 SPEC_KEYS = {"work_root", "data_root", "checkpoints", "protocols", "bn", "seeds", "cfg_options"}
 
@@ -103,7 +103,7 @@ def sweep(spec: dict[str, Any], finetune_fn: Callable[..., dict] | None = None,
           log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)) -> dict[str, list]:
     """Run every cell not yet finished. Returns {'finished', 'skipped', 'failed'} work dirs."""
     if finetune_fn is None:
-        from transfer.finetune import finetune as finetune_fn
+        from transfer.detection.finetune import finetune as finetune_fn
     out: dict[str, list] = {"finished": [], "skipped": [], "failed": []}
     todo = list(cells(spec))
     for i, cell in enumerate(todo, 1):

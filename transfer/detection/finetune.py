@@ -5,7 +5,7 @@
 
 CKPT is anything `unmix convert` reads (converted and verified on the fly into WORK_DIR/backbone.pth)
 or `none` (random-init baseline). The run is mmdet's own Runner on the protocol's config, with the
-BN mode, backbone and linearly scaled lr applied (transfer/protocols.py); after weights are
+BN mode, backbone and linearly scaled lr applied (transfer/detection/protocols.py); after weights are
 initialised a hook asserts that every converted tensor reached the model (mmengine loads with
 strict=False, so partial loading is otherwise silent). Every run writes WORK_DIR/result.json.
 """
@@ -22,7 +22,7 @@ from unmix.core import records
 from unmix.core.env import env_info
 from unmix.core.files import sha256_file
 from unmix.core.errors import UnmixError
-from transfer import protocols
+from transfer.detection import protocols
 
 DEFAULT_WORK_ROOT = Path("work_dirs") / "finetune"
 BACKBONE_NAME = "backbone.pth"
@@ -253,7 +253,7 @@ def _final_metrics(runner, hook) -> dict:
 
 def _to_record(runner_metrics: dict) -> tuple[dict, dict]:
     try:
-        from transfer.metrics import to_record_metrics
+        from transfer.detection.metrics import to_record_metrics
     except ImportError:
         pass
     else:
@@ -294,7 +294,7 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
     work_dir = Path(work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
 
-    ensure_stack()
+    protocols.register_modules()
     import torch
 
     cuda = torch.cuda.is_available()
@@ -385,9 +385,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transfer.stack import ensure_stack
-
-    ensure_stack()
+    protocols.register_modules()
     rec = finetune(args.checkpoint, args.protocol, bn=args.bn, seed=args.seed,
                    work_dir=args.work_dir, data_root=args.data_root,
                    cfg_options=parse_cfg_options(args.cfg_options), resume=args.resume,
