@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from transfer import report, report_tables
-from transfer.report_plots import epoch_series, flat_curves
+from transfer.report import cli as report
+from transfer.report import tables as report_tables
+from transfer.report.plots import epoch_series, flat_curves
 from unmix import cli
 from unmix.core import records
 from unmix.core.errors import UnmixError
@@ -464,7 +465,7 @@ def test_retinanet_and_c4_shapes(tmp_path):
 
 def test_detection_title_names_the_detector_the_records_used(tmp_path):
     """The demo fine-tunes an R18-FPN under the R50-FPN protocol: the title must not claim R50."""
-    from transfer.report_tables import _detector_titles, DETECTION_SPECS
+    from transfer.report.tables import _detector_titles, DETECTION_SPECS
     import pandas as pd
 
     spec = DETECTION_SPECS["voc-faster-rcnn-fpn"]

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str, int]] = {
     "finetune": ("transfer.detection.finetune", "fine-tune a detector from a checkpoint under a named protocol", 5),
     "evaluate": ("transfer.detection.evaluate", "re-evaluate a trained detector's work dir", 5),
     "sweep": ("transfer.detection.sweep", "run a grid of checkpoints x protocols x BN modes x seeds", 5),
-    "report": ("transfer.report", "write paper-style tables and plots from result records", 7),
+    "report": ("transfer.report.cli", "write paper-style tables and plots from result records", 7),
     "demo": ("unmix.demo", "the whole pipeline on embedded data: pretrain, convert, fine-tune, report", 7),
     "doctor": ("unmix.doctor", "check the installed stack: versions, mmcv ops, one detector iteration", 3),
 }

@@ -352,7 +352,7 @@ def stage_finetune(wd: Path, label: str, checkpoint: str, bn: str, voc: Path, si
 
 
 def stage_report(wd: Path, out: Path, p: Progress) -> Path:
-    from transfer import report
+    from transfer.report import cli as report
 
     _subcommand(report, [str(wd / "knn"), str(wd / "finetune"), "-o", str(out),
                          "--baseline", ENCODERS["moco_v2"][0], "--name", "unmix demo"])

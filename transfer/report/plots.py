@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from transfer.report_render import Plot
-from transfer.report_tables import Table
+from transfer.report.render import Plot
+from transfer.report.tables import Table
 
 COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import pandas as pd
 
-from transfer.report_tables import Cell, Column, Paired, Table, round_half_up
+from transfer.report.tables import Cell, Column, Paired, Table, round_half_up
 
 DASH = "—"
 

@@ -52,8 +52,8 @@ def parse_formats(text: str) -> list[str]:
 def build_report(results: list[str], name: str, baseline: str = "auto", decimals: int = 1,
                  plots: bool = True):
     """(Report, runs frame): everything computed in memory, nothing written."""
-    from transfer.report_render import Report
-    from transfer.report_tables import build_tables, load_runs, not_tabulated
+    from transfer.report.render import Report
+    from transfer.report.tables import build_tables, load_runs, not_tabulated
 
     if not 0 <= decimals <= 6:
         raise UnmixError(f"--decimals: {decimals} is out of range 0..6")
@@ -61,7 +61,7 @@ def build_report(results: list[str], name: str, baseline: str = "auto", decimals
     tables = build_tables(runs, baseline=baseline, decimals=decimals)
     plot_list = []
     if plots:
-        from transfer.report_plots import render_plots
+        from transfer.report.plots import render_plots
 
         plot_list = render_plots(runs, tables)
     rep = Report(name=name, sources=[str(r) for r in results], tables=tables,
@@ -71,7 +71,7 @@ def build_report(results: list[str], name: str, baseline: str = "auto", decimals
 
 def render_files(rep, runs, formats: list[str]) -> dict[str, bytes]:
     """Relative path -> content, for every file the report consists of."""
-    from transfer.report_render import RENDERERS, render_csv, render_runs_csv
+    from transfer.report.render import RENDERERS, render_csv, render_runs_csv
 
     contents: dict[str, bytes] = {}
     for fmt in formats:
