@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pretrain.flatness import comparison_table, flatness_metrics, flatness_stats, sorted_softmax
+from transfer.frozen.flatness import comparison_table, flatness_metrics, flatness_stats, sorted_softmax
 from tests import fakedata
 
 

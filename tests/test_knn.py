@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from pretrain.features import extract_features, topk_accuracy
+from transfer.frozen.common import extract_features, topk_accuracy
 from pretrain.knn import knn_predict
 from tests import fakedata
 
@@ -142,7 +142,7 @@ def test_record_pretrain_block_from_unmix_pretrain_checkpoint(tmp_path):
     if not hasattr(convert, "build_encoder"):
         pytest.skip("transfer.convert.build_encoder not there yet")
     from pretrain.backbones import build_resnet
-    from pretrain.features import load_encoder
+    from transfer.frozen.common import load_encoder
 
     sd = {f"backbone.{k}": v for k, v in build_resnet("resnet18", stem="cifar").state_dict().items()}
     meta = {"method": "moco", "arch": "resnet18", "stem": "cifar", "version": "v2",

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from pretrain.features import topk_accuracy
-from pretrain.linear import (PROTOCOLS, LinearProbe, cached_batches, lr_at, predict,
+from transfer.frozen.common import topk_accuracy
+from transfer.frozen.linear import (PROTOCOLS, LinearProbe, cached_batches, lr_at, predict,
                              train_linear)
 from tests import fakedata
 from unmix.core.files import sha256_file

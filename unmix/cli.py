@@ -15,9 +15,9 @@ from unmix.core.errors import UnmixError
 # name -> (module, one-line purpose, issue that delivers it)
 COMMANDS: dict[str, tuple[str, str, int]] = {
     "pretrain": ("pretrain.train", "pre-train an encoder (MoCo v1/v2, SimCLR, BYOL, SwAV), with or without Un-Mix", 6),
-    "knn": ("pretrain.knn", "weighted kNN accuracy of any checkpoint on an image dataset", 6),
-    "linear": ("pretrain.linear", "linear-probe accuracy of any checkpoint on an image dataset", 6),
-    "flatness": ("pretrain.flatness", "sorted softmax-output distribution of checkpoints (paper Fig. 5)", 6),
+    "knn": ("transfer.frozen.knn", "weighted kNN accuracy of any checkpoint on an image dataset", 6),
+    "linear": ("transfer.frozen.linear", "linear-probe accuracy of any checkpoint on an image dataset", 6),
+    "flatness": ("transfer.frozen.flatness", "sorted softmax-output distribution of checkpoints (paper Fig. 5)", 6),
     "convert": ("transfer.convert.cli", "turn any ResNet checkpoint into a verified mmdetection backbone", 4),
     "finetune": ("transfer.detection.finetune", "fine-tune a detector from a checkpoint under a named protocol", 5),
     "evaluate": ("transfer.detection.evaluate", "re-evaluate a trained detector's work dir", 5),

@@ -298,7 +298,7 @@ def stage_pretrain(wd: Path, key: str, crops: Path, size: Size, seed: int, force
 
 def stage_knn(wd: Path, key: str, checkpoint: Path, crops: Path, size: Size, seed: int, force: bool,
               device: str | None, p: Progress) -> None:
-    from pretrain import knn
+    from transfer.frozen import knn
 
     label, _ = ENCODERS[key]
     out = wd / "knn" / key

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from pretrain import features as fx
+from transfer.frozen import common as fx
 from unmix.core.env import env_info
 from unmix.core import files, records
 from unmix.core.errors import UnmixError

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pretrain import features as fx
+from transfer.frozen import common as fx
 from unmix.core.env import env_info
 from unmix.core import files, records
 from unmix.core.errors import UnmixError

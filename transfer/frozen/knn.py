@@ -1,0 +1,72 @@
+"""`unmix knn`: weighted k-nearest-neighbour accuracy of a frozen encoder (k 200, t 0.1 by
+default: the classifier `pretrain.knn.knn_predict` of the MoCo CIFAR demo)."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from pretrain.knn import knn_predict
+from transfer.frozen import common as fx
+from unmix.core import records
+from unmix.core.env import env_info
+from unmix.core.errors import UnmixError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="any checkpoint `unmix convert` reads")
+    fx.add_data_arguments(parser)
+    parser.add_argument("--k", type=int, default=200, help="neighbours that vote (default 200)")
+    parser.add_argument("--t", type=float, default=0.1, help="temperature of the vote weights exp(sim/t)")
+    fx.add_checkpoint_arguments(parser)
+    fx.add_run_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.k < 1:
+        raise UnmixError(f"--k {args.k}: must be at least 1")
+    if args.t <= 0:
+        raise UnmixError(f"--t {args.t}: must be positive")
+    device, label, test_split, encoder, ckpt = fx.prepare(args)
+    train_set = fx.build_dataset(args.dataset, args.data_root, args.train_split,
+                                 image_size=args.image_size)
+    test_set = fx.build_dataset(args.dataset, args.data_root, test_split, image_size=args.image_size)
+    num_classes = fx.num_classes_of(args.dataset, train_set)
+
+    work_dir = Path(args.work_dir) if args.work_dir else fx.default_work_dir("knn", label, args.dataset)
+    protocol = {"name": f"knn-k{args.k}-t{args.t:g}", "task": "classification",
+                "dataset": args.dataset, "train_split": args.train_split, "test_split": test_split,
+                "k": args.k, "t": args.t, "seed": args.seed, "features": "pooled encoder output",
+                "batch_size_total": args.batch_size}
+    record = records.new_record("knn", ckpt, protocol, env=env_info(device))
+    t0 = time.time()
+    with fx.work_dir_log(work_dir, "knn") as log:
+        log.info("knn: %s (%s) on %s [%s -> %s], k=%d t=%g, device %s", label, ckpt["path"],
+                 args.dataset, args.train_split, test_split, args.k, args.t, device)
+        try:
+            fx.seed_everything(args.seed)
+            encoder.to(device)
+            bank, bank_labels = fx.extract_features(
+                encoder, fx.make_loader(train_set, args.batch_size, args.workers, device=device),
+                device, args.amp, desc=f"bank ({args.train_split})")
+            log.info("bank: %d x %d features", *bank.shape)
+            feats, labels = fx.extract_features(
+                encoder, fx.make_loader(test_set, args.batch_size, args.workers, device=device),
+                device, args.amp, desc=f"query ({test_split})")
+            log.info("queries: %d x %d features", *feats.shape)
+            scores = knn_predict(feats, bank.to(device), bank_labels, num_classes, args.k, args.t)
+            metrics = fx.topk_accuracy(scores, labels)
+        except UnmixError:
+            raise
+        except Exception as e:
+            records.write(records.fail(record, e), work_dir)
+            log.info("failed: %s", e)
+            raise
+        record["details"] = {"num_classes": num_classes, "bank_size": int(bank.size(0)),
+                             "num_test": int(feats.size(0)), "feature_dim": int(bank.size(1))}
+        records.finish(record, metrics, wall_time_s=round(time.time() - t0, 3))
+        path = records.write(record, work_dir)
+        log.info("top1 %.2f  top5 %.2f  -> %s", metrics["top1"], metrics["top5"], path)
+    print(f"{label}\tknn k={args.k} t={args.t:g}\t{args.dataset}\ttop1 {metrics['top1']:.2f}\t"
+          f"top5 {metrics['top5']:.2f}\t{path}")
+    return 0
