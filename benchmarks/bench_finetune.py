@@ -25,7 +25,7 @@ from mmengine.registry import HOOKS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from transfer.detection import protocols  # noqa: E402
-from transfer import toydata  # noqa: E402
+from unmix.demo import toydata  # noqa: E402
 from transfer.detection.finetune import finetune  # noqa: E402
 
 TIMES: list[float] = []

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from transfer import toydata
+from unmix.demo import toydata
 from transfer.stack import ensure_stack
 from unmix.core.errors import UnmixError
 

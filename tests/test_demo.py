@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from unmix import cli, demo
+from unmix import cli
+from unmix.demo import pipeline as demo
 from unmix.core import records
 
 

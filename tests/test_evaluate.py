@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from transfer.detection import evaluate
-from transfer import toydata
+from unmix.demo import toydata
 from unmix.core import records
 from unmix.core.errors import UnmixError
 

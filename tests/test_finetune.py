@@ -16,7 +16,7 @@ ensure_stack()
 
 from transfer.detection import finetune as ft  # noqa: E402
 from transfer.detection import protocols  # noqa: E402
-from transfer import toydata  # noqa: E402
+from unmix.demo import toydata  # noqa: E402
 from unmix.core import records  # noqa: E402
 from unmix.core.files import sha256_file  # noqa: E402
 from unmix.core.errors import UnmixError  # noqa: E402

@@ -14,7 +14,7 @@ ensure_stack()
 from mmdet.registry import METRICS  # noqa: E402
 
 from transfer.detection import metrics as M  # noqa: E402
-from transfer import toydata  # noqa: E402
+from unmix.demo import toydata  # noqa: E402
 
 CLASSES = ("a", "b")
 

@@ -3,7 +3,7 @@ mmengine's Runner, on a tiny COCO-format dataset written by the test, then a res
 import pytest
 
 from transfer.stack import ensure_stack, mmdet_config_path
-from transfer.toydata import TOY_CLASSES, write_coco
+from unmix.demo.toydata import TOY_CLASSES, write_coco
 
 pytestmark = pytest.mark.slow
 

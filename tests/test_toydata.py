@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transfer import toydata
+from unmix.demo import toydata
 
 
 def _digest(root: Path) -> str:

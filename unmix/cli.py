@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str, int]] = {
     "evaluate": ("transfer.detection.evaluate", "re-evaluate a trained detector's work dir", 5),
     "sweep": ("transfer.detection.sweep", "run a grid of checkpoints x protocols x BN modes x seeds", 5),
     "report": ("transfer.report.cli", "write paper-style tables and plots from result records", 7),
-    "demo": ("unmix.demo", "the whole pipeline on embedded data: pretrain, convert, fine-tune, report", 7),
+    "demo": ("unmix.demo.pipeline", "the whole pipeline on embedded data: pretrain, convert, fine-tune, report", 7),
     "doctor": ("unmix.doctor", "check the installed stack: versions, mmcv ops, one detector iteration", 3),
 }
 

@@ -1,5 +1,5 @@
 # The demo's detection run: the `voc-faster-rcnn-fpn` protocol (configs/transfer/) shrunk to the
-# demo's generated scenes (transfer/toydata.py, 64 px, 4 shape classes) on a 2-core CPU: a
+# demo's generated scenes (unmix/demo/toydata.py, 64 px, 4 shape classes) on a 2-core CPU: a
 # ResNet-18 backbone and 64-channel FPN/RPN/RoI heads (256 in the protocol) at 64 px.
 # `unmix demo` passes the difference between this file and the protocol's config as
 # cfg-options to `unmix finetune --protocol voc-faster-rcnn-fpn`, so the records name the real

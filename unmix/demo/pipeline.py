@@ -4,7 +4,7 @@
 
 Stages (each reuses its finished outputs on a re-run unless `--force`):
 
-1. data      labelled scenes in the real VOC layout (transfer.toydata: JPEG + XML, VOC2007
+1. data      labelled scenes in the real VOC layout (unmix.demo.toydata: JPEG + XML, VOC2007
              trainval/test and VOC2012 trainval), and a separate pool of unlabelled scenes whose
              objects are cut out as an image folder (`crops/train/<class>/<n>.jpg`, pretrain.data's
              'folder' dataset; `crops/test` holds the VOC2007 test objects, for kNN)
@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterator
 from unmix.core import records
 from unmix.core.errors import UnmixError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "configs" / "demo"
 PROTOCOL = "voc-faster-rcnn-fpn"
 DETECTION_CONFIG = CONFIG_DIR / "voc-faster-rcnn-fpn-r18.py"
@@ -250,7 +250,7 @@ def _subcommand(module: Any, argv: list[str]) -> int:
 
 
 def stage_data(wd: Path, size: Size, seed: int, force: bool, p: Progress) -> tuple[Path, Path]:
-    from transfer import toydata
+    from unmix.demo import toydata
 
     root, voc, crops = wd / "data", wd / "data" / "voc", wd / "data" / "crops"
     done = root / "done.txt"
