@@ -29,10 +29,10 @@ def main() -> None:
     import transfer.stack.backbones  # noqa: F401
     t_stack = time.perf_counter() - t0
 
-    from transfer.convert import convert_file, save_conversion
+    from transfer.convert.conversion import save_conversion
     from transfer.convert.load import read_checkpoint
-    from transfer.convert.core import convert_state_dict
-    from transfer.convert.verify import verify_features
+    from transfer.convert.rules import convert_state_dict
+    from transfer.convert.verify import convert_and_verify, verify_features
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_convert_"))
     q = torchvision.models.resnet50()
@@ -58,7 +58,7 @@ def main() -> None:
         verify_features(conv)
         t_ver = time.perf_counter() - t
         t = time.perf_counter()
-        full = convert_file(src)           # what the CLI does: all of it, plus sha256
+        full = convert_and_verify(src)         # what the CLI does: all of it, plus sha256
         save_conversion(full, tmp / "dst.pth")
         t_all = time.perf_counter() - t
         totals.append(t_all)

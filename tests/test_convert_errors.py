@@ -89,7 +89,7 @@ def test_arch_mismatch_depth_and_width(capsys, tmp_path):
                          match="but --arch is resnet34")
     assert "resnet18" in err
     from pretrain.backbones import build_resnet
-    from transfer.convert import convert_state_dict
+    from transfer.convert.rules import convert_state_dict
     from unmix.core.errors import UnmixError
 
     with torch.device("meta"):

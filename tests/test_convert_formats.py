@@ -12,8 +12,10 @@ import torch
 import torchvision
 from torch import nn
 
-from transfer.convert import (build_encoder, convert_file, convert_state_dict, load_conversion,
-                              mmdet_backbone_cfg, save_conversion)
+from transfer.convert.conversion import build_encoder, convert_file, load_conversion, save_conversion
+from transfer.convert.mmdet_cfg import mmdet_backbone_cfg
+from transfer.convert.rules import convert_state_dict
+from transfer.convert.verify import convert_and_verify
 
 torch.manual_seed(0)
 
@@ -50,7 +52,7 @@ def mlp(i: int, o: int) -> nn.Module:
 
 def check(tmp_path, src, net: nn.Module, fmt: str, *, cifar: bool = False, **kw):
     """Convert `src`, write DST, load it via mmdet's Pretrained init, compare with `net`."""
-    conv = convert_file(src, **kw)
+    conv = convert_and_verify(src, **kw)
     assert conv.format == fmt
     want = backbone_sd(net)
     assert set(conv.state_dict) == set(want)
@@ -119,10 +121,8 @@ def test_unmix_pretrain(tmp_path, r18c):
     # what result records put in checkpoint.pretrain, surviving a second conversion too
     summary = {"method": "moco", "unmix": True, "epochs": 10, "dataset": "cifar10"}
     assert conv.meta["pretrain"] == summary
-    from transfer.convert import convert_file, save_conversion
-
     save_conversion(conv, tmp_path / "converted.pth")
-    assert convert_file(tmp_path / "converted.pth", verify=False).meta["pretrain"] == summary
+    assert convert_file(tmp_path / "converted.pth").meta["pretrain"] == summary
 
 
 def test_unmix_cifar_demo_sequential(tmp_path, r18c):
@@ -154,8 +154,7 @@ def test_moco_v2_imagenet_legacy_r50(tmp_path, r50):
     assert conv.encoder == "query" and conv.meta["source_file_kind"] == "torch-legacy"
     assert sorted(conv.dropped["heads"])[0] == "module.encoder_q.fc.0.bias"
     # --encoder key takes the momentum encoder instead
-    assert convert_file(tmp_path / "moco_v2_200ep_pretrain.pth.tar", encoder="key",
-                        verify=False).meta["encoder_prefix"] == "encoder_k."
+    assert convert_file(tmp_path / "moco_v2_200ep_pretrain.pth.tar", encoder="key").meta["encoder_prefix"] == "encoder_k."
 
 
 def test_moco_v3(tmp_path, r18):
@@ -190,7 +189,7 @@ def test_swav_resnet50w2(tmp_path):
     net = build_resnet("resnet50w2").eval()
     sd = prefixed("module.", net.state_dict()) | {"module.prototypes.weight": torch.randn(30, 128)}
     torch.save(sd, tmp_path / "swav_RN50w2_400ep_pretrain.pth.tar")
-    conv = convert_file(tmp_path / "swav_RN50w2_400ep_pretrain.pth.tar")
+    conv = convert_and_verify(tmp_path / "swav_RN50w2_400ep_pretrain.pth.tar")
     assert conv.arch == "resnet50w2" and conv.format == "swav"
     cfg = mmdet_backbone_cfg(conv)
     assert (cfg["depth"], cfg["stem_channels"], cfg["base_channels"]) == (50, 128, 128)
@@ -374,5 +373,5 @@ def test_pure_api_and_roundtrip(tmp_path, r18):
     assert back.arch == "resnet18" and back.dropped == conv.dropped
     assert all(torch.equal(back.state_dict[k], v) for k, v in conv.state_dict.items())
     # re-converting a DST is a no-op conversion
-    again = convert_file(dst, verify=False)
+    again = convert_file(dst)
     assert again.format == "unmix-converted" and again.dropped == {}

@@ -1,19 +1,21 @@
 """`unmix convert`: any ResNet checkpoint -> a verified mmdetection backbone checkpoint.
 
-    from transfer.convert import convert_file, save_conversion
-    conv = convert_file("moco_v2_800ep_pretrain.pth.tar")        # detect, convert, verify
-    save_conversion(conv, "checkpoints/moco_v2.pth")              # {'state_dict', 'meta'}
-    cfg = mmdet_backbone_cfg(conv, checkpoint="checkpoints/moco_v2.pth")
+Two parts, the second built on the first:
+- torch only (what `unmix knn|linear|flatness` read checkpoints with; no mmdet, mmcv, mmengine):
+  `load` (reading a file without running code from it), `formats` (every format as data: where
+  it comes from, how it is recognised, its encoders and rename rules), `rules` (the pure
+  conversion `convert_state_dict`: a loaded object -> torchvision-named ResNet tensors) and
+  `conversion` (files in and out: `convert_file`, `save_conversion`, `load_conversion`,
+  `build_encoder`);
+- mmdet: `mmdet_cfg` (the mmdet backbone config of a conversion), `verify` (mmdet's ResNet built
+  from that config loads the tensors strictly and matches the source encoder's features;
+  `convert_and_verify`) and `cli` (the command).
 
-Formats and their rules: `FORMATS` (transfer/convert/formats.py) and docs/convert.md.
+    from transfer.convert.verify import convert_and_verify
+    from transfer.convert.conversion import save_conversion
+    conv = convert_and_verify("moco_v2_800ep_pretrain.pth.tar")   # detect, convert, verify
+    save_conversion(conv, "checkpoints/moco_v2.pth")                # {'state_dict', 'meta'}
+
+May import: `unmix.core`, `pretrain.backbones`; the mmdet part also `transfer.stack`.
+Formats and their rules: `formats.FORMATS` and docs/convert.md.
 """
-from transfer.convert.core import CONVERTER_VERSION, Conversion, convert_state_dict, infer_arch
-from transfer.convert.formats import FORMATS, detect
-from transfer.convert.io import build_encoder, convert_file, load_conversion, save_conversion
-from transfer.convert.mmdet_cfg import mmdet_backbone_cfg
-
-__all__ = [
-    "CONVERTER_VERSION", "Conversion", "FORMATS", "build_encoder", "convert_file",
-    "convert_state_dict", "detect", "infer_arch", "load_conversion", "mmdet_backbone_cfg",
-    "save_conversion",
-]

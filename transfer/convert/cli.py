@@ -5,7 +5,9 @@ import argparse
 from pathlib import Path
 
 from pretrain.backbones import ARCHS
+from transfer.convert.conversion import save_conversion
 from transfer.convert.formats import FORMATS
+from transfer.convert.verify import convert_and_verify
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,10 +45,8 @@ def summary(conv, dst: Path | None = None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transfer.convert.io import convert_file, save_conversion
-
-    conv = convert_file(args.src, arch=args.arch, fmt=args.fmt, encoder=args.encoder,
-                        trust_pickle=args.trust_pickle, verify=not args.no_verify)
+    conv = convert_and_verify(args.src, arch=args.arch, fmt=args.fmt, encoder=args.encoder,
+                              trust_pickle=args.trust_pickle, verify=not args.no_verify)
     dst = save_conversion(conv, args.output)
     print(f"unmix convert: {args.src}")
     print(summary(conv, dst))

@@ -5,12 +5,11 @@ import os
 from typing import Any, Mapping
 
 from pretrain.backbones import ARCHS
+from transfer.convert.conversion import load_conversion
 
 
 def _meta_of(conv_or_meta: Any) -> Mapping[str, Any]:
     if isinstance(conv_or_meta, (str, os.PathLike)):
-        from transfer.convert.io import load_conversion
-
         return load_conversion(conv_or_meta).meta
     meta = getattr(conv_or_meta, "meta", conv_or_meta)
     if not isinstance(meta, Mapping) or "arch" not in meta:

@@ -1,6 +1,6 @@
 """Proof that a conversion is complete and faithful.
 
-1. Structure (done in `core`): every parameter and buffer of the target arch filled exactly
+1. Structure (done in `rules`): every parameter and buffer of the target arch filled exactly
    once, shapes equal, nothing left over under the encoder.
 2. Here: mmdet's `ResNet` (or `CifarResNet`) built from `mmdet_backbone_cfg` loads the converted
    tensors with `strict=True`, and its last stage output equals that of the source encoder
@@ -11,16 +11,17 @@ from __future__ import annotations
 import torch
 
 from pretrain.backbones import build_resnet
-from transfer.convert.core import Conversion, ConvertError
+from transfer.convert.conversion import convert_file
 from transfer.convert.mmdet_cfg import mmdet_backbone_cfg
+from transfer.convert.rules import Conversion, ConvertError
+from transfer.stack import ensure_stack
+from unmix.core.errors import UnmixError
 
 RTOL = 1e-4
 
 
 def build_mmdet_backbone(conv: Conversion, **overrides) -> torch.nn.Module:
     """mmdet backbone for `conv`, loaded strictly (tensors shared with `conv.state_dict`)."""
-    from transfer.stack import ensure_stack
-
     ensure_stack()
     import transfer.stack.backbones  # noqa: F401  registers CifarResNet
     from mmdet.registry import MODELS
@@ -74,3 +75,17 @@ def verify_features(conv: Conversion, *, batch: int = 2, size: int | None = None
         raise ConvertError(f"converted mmdet backbone differs from the source encoder: max |diff| "
                            f"{diff:.3g} at feature scale {scale:.3g}")
     return out
+
+
+def convert_and_verify(src, *, arch: str | None = None, fmt: str | None = None,
+                       encoder: str | None = None, trust_pickle: bool = False,
+                       verify: bool = True) -> Conversion:
+    """`convert_file` and, unless `verify=False`, `verify_features` (its numbers go into
+    `meta.verification`). Raises UnmixError('SRC: problem')."""
+    conv = convert_file(src, arch=arch, fmt=fmt, encoder=encoder, trust_pickle=trust_pickle)
+    if verify:
+        try:
+            conv.meta["verification"] = verify_features(conv)
+        except UnmixError as e:
+            raise UnmixError(f"{src}: {e}") from None
+    return conv

@@ -22,6 +22,9 @@ from unmix.core import records
 from unmix.core.env import env_info
 from unmix.core.files import sha256_file
 from unmix.core.errors import UnmixError
+from transfer.convert.conversion import save_conversion
+from transfer.convert.mmdet_cfg import mmdet_backbone_cfg
+from transfer.convert.verify import convert_and_verify
 from transfer.detection import protocols
 
 DEFAULT_WORK_ROOT = Path("work_dirs") / "finetune"
@@ -29,56 +32,6 @@ BACKBONE_NAME = "backbone.pth"
 
 
 # ------------------------------------------------------------------------------- checkpoints
-
-def _fallback_convert(path: Path) -> dict[str, Any]:
-    """Plain torchvision-keyed state dicts only; used until transfer.convert is installed."""
-    import torch
-
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    sd = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in obj.items()
-          if not k.startswith("fc.")}
-    if "conv1.weight" not in sd or "layer1.0.conv1.weight" not in sd:
-        raise UnmixError(f"{path}: not a torchvision ResNet state dict (no conv1/layer1 keys)")
-    bottleneck = "layer1.0.conv3.weight" in sd
-    blocks = [len({k.split(".")[1] for k in sd if k.startswith(f"layer{i}.")}) for i in (1, 2, 3, 4)]
-    depth = {(False, (2, 2, 2, 2)): 18, (False, (3, 4, 6, 3)): 34, (True, (3, 4, 6, 3)): 50,
-             (True, (3, 4, 23, 3)): 101, (True, (3, 8, 36, 3)): 152}.get((bottleneck, tuple(blocks)))
-    if depth is None:
-        raise UnmixError(f"{path}: unrecognised ResNet layout {blocks}")
-    if sd["conv1.weight"].shape[-1] != 7:
-        raise UnmixError(f"{path}: CIFAR-stem checkpoints need transfer.convert")
-    width = sd["conv1.weight"].shape[0]
-    backbone = {"depth": depth}
-    if width != 64:
-        backbone.update(stem_channels=width, base_channels=width)
-    return {"state_dict": sd, "arch": f"resnet{depth}", "stem": "imagenet", "format": "torchvision",
-            "backbone": backbone, "meta": {}}
-
-
-def _strictly_plain(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _strictly_plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_strictly_plain(v) for v in x]
-    if type(x) in (str, int, float, bool) or x is None:
-        return x
-    return str(x)  # incl. str subclasses such as torch's TorchVersion
-
-
-def _ensure_weights_only_loadable(dst: Path, state_dict: dict, meta: dict) -> None:
-    """mmengine loads DST with weights_only=True; if the meta holds anything richer than plain
-    Python, rewrite it with a plain meta (same tensors) rather than fail at init time."""
-    import torch
-
-    try:
-        torch.load(dst, map_location="cpu", weights_only=True)
-    except Exception:
-        from unmix.core import files
-
-        files.torch_save({"state_dict": dict(state_dict), "meta": _strictly_plain(meta)}, dst)
-
 
 def prepare_checkpoint(checkpoint: str, work_dir: Path) -> tuple[dict[str, Any], dict | None, dict | None]:
     """Convert CKPT into WORK_DIR/backbone.pth.
@@ -92,27 +45,13 @@ def prepare_checkpoint(checkpoint: str, work_dir: Path) -> tuple[dict[str, Any],
     if not src.is_file():
         raise UnmixError(f"{src}: no such checkpoint file")
     dst = work_dir / BACKBONE_NAME
-    try:
-        from transfer.convert import convert_file, mmdet_backbone_cfg, save_conversion
-    except ImportError:
-        conv = _fallback_convert(src)
-        from unmix.core import files
-
-        files.torch_save({"state_dict": conv["state_dict"], "meta": conv["meta"]}, dst)
-        state_dict, arch, stem, fmt, meta = (conv["state_dict"], conv["arch"], conv["stem"],
-                                             conv["format"], conv["meta"])
-        backbone = dict(conv["backbone"], init_cfg=dict(type="Pretrained", checkpoint=str(dst)))
-    else:
-        conv = convert_file(str(src), verify=True)
-        save_conversion(conv, str(dst))
-        _ensure_weights_only_loadable(dst, conv.state_dict, conv.meta)
-        state_dict, arch, stem, fmt, meta = conv.state_dict, conv.arch, conv.stem, conv.format, conv.meta
-        backbone = mmdet_backbone_cfg(conv, checkpoint=str(dst))
-        backbone.setdefault("init_cfg", dict(type="Pretrained", checkpoint=str(dst)))
+    conv = convert_and_verify(str(src))
+    save_conversion(conv, str(dst))  # plain meta: mmengine loads it with weights_only=True
+    backbone = mmdet_backbone_cfg(conv, checkpoint=str(dst))
     section = {"label": src.stem, "path": str(src.resolve()), "sha256": sha256_file(src),
-               "format": fmt, "arch": arch, "stem": stem,
-               "pretrain": (meta or {}).get("pretrain") if isinstance(meta, dict) else None}
-    return section, dict(state_dict), backbone
+               "format": conv.format, "arch": conv.arch, "stem": conv.stem,
+               "pretrain": conv.meta.get("pretrain")}
+    return section, dict(conv.state_dict), backbone
 
 
 # ----------------------------------------------------------------------------------- hooks

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from transfer.convert.conversion import build_encoder, convert_file
 from unmix.core.errors import UnmixError
 
 # Which split is the "test" side when the user does not say; the train side is always 'train'.
@@ -215,14 +216,9 @@ def load_encoder(path: str | os.PathLike, arch: str | None = None, fmt: str | No
     and None for foreign ones.
     """
     path = check_checkpoint(path)
-    try:
-        from transfer.convert import build_encoder, convert_file
-    except ModuleNotFoundError as e:  # pragma: no cover - until transfer.convert lands
-        raise UnmixError(f"transfer.convert is not available ({e}); cannot read checkpoints") from None
-    # verify=False: verification builds mmdet's ResNet to compare against; evaluation uses our own
-    # encoder only, and a broken detection stack must not stop `unmix knn`.
-    conv = convert_file(str(path), arch=arch, fmt=fmt, encoder=encoder, trust_pickle=trust_pickle,
-                        verify=False)
+    # Not verified against mmdet: evaluation uses our own encoder only, and a broken detection
+    # stack must not stop `unmix knn`.
+    conv = convert_file(str(path), arch=arch, fmt=fmt, encoder=encoder, trust_pickle=trust_pickle)
     model = build_encoder(conv)
     meta = dict(getattr(conv, "meta", None) or {})
     pretrain = pretrain_info(meta, getattr(conv, "format", None), path, trust_pickle)
@@ -269,7 +265,7 @@ def pretrain_info(meta: dict, fmt: str | None, path: Path, trust_pickle: bool = 
     converted file) and drops dict values, such as the `unmix` config; when Un-Mix on/off is lost
     that way, it is read from the pretraining checkpoint's own `meta`.
     """
-    if isinstance(meta.get("pretrain"), dict):  # the converter's summary (transfer.convert.core)
+    if isinstance(meta.get("pretrain"), dict):  # the converter's summary (transfer.convert.rules)
         return dict(meta["pretrain"])
     found = _find_pretrain_meta(meta)
     unmix = _unmix_flag(found) if found else None

@@ -4,7 +4,7 @@
 encoders pretrained on small images keep their stem in detection (rather than having conv1 dropped
 or reshaped). Key names are mmdet's/torchvision's, so `unmix convert` output loads strictly.
 Select it with `backbone=dict(type='CifarResNet', depth=18, ...)`, or get the whole config from
-`transfer.convert.mmdet_backbone_cfg`. `stem_padding` exists for solo-learn's CIFAR stem (pad 2).
+`transfer.convert.mmdet_cfg.mmdet_backbone_cfg`. `stem_padding` exists for solo-learn's CIFAR stem (pad 2).
 """
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from mmcv.cnn import build_conv_layer, build_norm_layer  # noqa: E402
 from mmdet.models.backbones.resnet import ResNet  # noqa: E402
 from mmdet.registry import MODELS  # noqa: E402
 from torch import nn  # noqa: E402
-
-from transfer.convert.mmdet_cfg import mmdet_backbone_cfg  # noqa: E402,F401  (re-export)
 
 
 class CifarResNet(ResNet):

@@ -1,4 +1,5 @@
-"""Files in and out: `convert_file`, `save_conversion`, `load_conversion`, `build_encoder`."""
+"""Files in and out (torch only): `convert_file`, `save_conversion`, `load_conversion`,
+`build_encoder`. Verification against mmdet is `transfer.convert.verify`."""
 from __future__ import annotations
 
 import os
@@ -7,25 +8,21 @@ from pathlib import Path
 import torch
 
 from pretrain.backbones import ARCHS, build_resnet
-from transfer.convert.core import Conversion, convert_state_dict
+from transfer.convert.rules import Conversion, convert_state_dict
 from transfer.convert.load import read_checkpoint
 from unmix.core.files import sha256_file, torch_save
 from unmix.core.errors import UnmixError
 
 
 def convert_file(src: str | os.PathLike, *, arch: str | None = None, fmt: str | None = None,
-                 encoder: str | None = None, trust_pickle: bool = False,
-                 verify: bool = True) -> Conversion:
-    """Load `src` safely, convert, verify. Raises UnmixError('SRC: problem')."""
+                 encoder: str | None = None, trust_pickle: bool = False) -> Conversion:
+    """Load `src` safely and convert it (`meta.verification` stays None: see
+    `transfer.convert.verify.convert_and_verify`). Raises UnmixError('SRC: problem')."""
     src = Path(src)
     obj, container_kind = read_checkpoint(src, trust_pickle=trust_pickle)
     try:
         conv = convert_state_dict(obj, arch=arch, fmt=fmt, encoder=encoder)
         conv.meta["verification"] = None
-        if verify:
-            from transfer.convert.verify import verify_features
-
-            conv.meta["verification"] = verify_features(conv)
     except UnmixError as e:
         raise UnmixError(f"{src}: {e}") from None
     conv.meta.update({
@@ -48,9 +45,7 @@ def save_conversion(conv: Conversion, dst: str | os.PathLike) -> Path:
 def load_conversion(path: str | os.PathLike) -> Conversion:
     """Read a DST written by `save_conversion` (weights_only; strict structure check)."""
     path = Path(path)
-    from transfer.convert.load import read_checkpoint as _read
-
-    obj, _ = _read(path)
+    obj, _ = read_checkpoint(path)
     if not (isinstance(obj, dict) and isinstance(obj.get("meta"), dict)
             and "converter_version" in obj["meta"] and isinstance(obj.get("state_dict"), dict)):
         raise UnmixError(f"{path}: not written by `unmix convert` (no state_dict/meta.converter_version)")

@@ -1,4 +1,4 @@
-"""Pure conversion: a loaded checkpoint object -> torchvision/mmdet-named ResNet backbone tensors.
+"""Pure conversion (torch only): a loaded checkpoint object -> torchvision/mmdet-named ResNet backbone tensors.
 
 Steps (each a small function): pick the format (`formats.detect` or given), strip wrappers,
 apply the format's rename rules, find the ResNets in the state dict (named or `nn.Sequential`
