@@ -29,6 +29,7 @@ from torch import nn
 
 from pretrain import checkpoint as ckpt
 from pretrain import data as pdata
+from pretrain.knn import knn_predict
 from pretrain.optim import build_optimizer, lr_at
 from unmix.core.errors import UnmixError
 
@@ -163,10 +164,6 @@ def _features(encoder: nn.Module, loader, device, autocast) -> tuple[torch.Tenso
 
 def knn_monitor(model: nn.Module, kcfg: dict, dcfg: dict, device, autocast, batch_size: int) -> float | None:
     """Weighted kNN top-1 (%) of the backbone's pooled features, bank = train split, queries = test."""
-    try:
-        from pretrain.knn import knn_predict
-    except ImportError:
-        return None
     name, tf = dcfg["name"], pdata.eval_transform(dcfg["name"], dcfg.get("size"))
     bank_ds = pdata.build_dataset(name, dcfg["root"], kcfg.get("bank_split", "train"), transform=tf)
     query_ds = pdata.build_dataset(name, dcfg["root"], kcfg.get("split", "test"), transform=tf)

@@ -86,7 +86,6 @@ def test_cli_two_checkpoints(tmp_path, capsys):
 
 
 def test_cli_bad_input(tmp_path, capsys):
-    pytest.importorskip("pretrain.data")
     from unmix.cli import main
 
     a = tmp_path / "a.pth"

@@ -108,7 +108,6 @@ def test_cli_writes_record(tmp_path, capsys):
 
 
 def test_cli_bad_input(tmp_path, capsys):
-    pytest.importorskip("pretrain.data")
     from unmix.cli import main
 
     rc = main(["knn", str(tmp_path / "nope.pth"), "--dataset", "cifar10", "--data-root", str(tmp_path)])
@@ -138,9 +137,6 @@ def test_cli_on_cifar10_pickles(tmp_path, monkeypatch):
 def test_record_pretrain_block_from_unmix_pretrain_checkpoint(tmp_path):
     """An `unmix pretrain` checkpoint (format 'unmix-pretrain', keys backbone.*, meta with the
     Un-Mix config as a dict) gives checkpoint.pretrain = {method, unmix (bool), epochs, dataset}."""
-    convert = pytest.importorskip("transfer.convert")
-    if not hasattr(convert, "build_encoder"):
-        pytest.skip("transfer.convert.build_encoder not there yet")
     from pretrain.backbones import build_resnet
     from transfer.frozen.common import load_encoder
 

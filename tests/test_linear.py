@@ -116,7 +116,6 @@ def test_cli_two_epochs_writes_record(tmp_path, extra):
 
 
 def test_cli_bad_input_is_one_line(tmp_path, capsys):
-    pytest.importorskip("pretrain.data")
     from unmix.cli import main
 
     rc = main(["linear", str(tmp_path / "missing.pth"), "--dataset", "folder", "--data-root", str(tmp_path)])

@@ -12,25 +12,25 @@ import sys
 
 from unmix.core.errors import UnmixError
 
-# name -> (module, one-line purpose, issue that delivers it)
-COMMANDS: dict[str, tuple[str, str, int]] = {
-    "pretrain": ("pretrain.train", "pre-train an encoder (MoCo v1/v2, SimCLR, BYOL, SwAV), with or without Un-Mix", 6),
-    "knn": ("transfer.frozen.knn", "weighted kNN accuracy of any checkpoint on an image dataset", 6),
-    "linear": ("transfer.frozen.linear", "linear-probe accuracy of any checkpoint on an image dataset", 6),
-    "flatness": ("transfer.frozen.flatness", "sorted softmax-output distribution of checkpoints (paper Fig. 5)", 6),
-    "convert": ("transfer.convert.cli", "turn any ResNet checkpoint into a verified mmdetection backbone", 4),
-    "finetune": ("transfer.detection.finetune", "fine-tune a detector from a checkpoint under a named protocol", 5),
-    "evaluate": ("transfer.detection.evaluate", "re-evaluate a trained detector's work dir", 5),
-    "sweep": ("transfer.detection.sweep", "run a grid of checkpoints x protocols x BN modes x seeds", 5),
-    "report": ("transfer.report.cli", "write paper-style tables and plots from result records", 7),
-    "demo": ("unmix.demo.pipeline", "the whole pipeline on embedded data: pretrain, convert, fine-tune, report", 7),
-    "doctor": ("unmix.doctor", "check the installed stack: versions, mmcv ops, one detector iteration", 3),
+# name -> (module, one-line purpose)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "pretrain": ("pretrain.train", "pre-train an encoder (MoCo v1/v2, SimCLR, BYOL, SwAV), with or without Un-Mix"),
+    "knn": ("transfer.frozen.knn", "weighted kNN accuracy of any checkpoint on an image dataset"),
+    "linear": ("transfer.frozen.linear", "linear-probe accuracy of any checkpoint on an image dataset"),
+    "flatness": ("transfer.frozen.flatness", "sorted softmax-output distribution of checkpoints (paper Fig. 5)"),
+    "convert": ("transfer.convert.cli", "turn any ResNet checkpoint into a verified mmdetection backbone"),
+    "finetune": ("transfer.detection.finetune", "fine-tune a detector from a checkpoint under a named protocol"),
+    "evaluate": ("transfer.detection.evaluate", "re-evaluate a trained detector's work dir"),
+    "sweep": ("transfer.detection.sweep", "run a grid of checkpoints x protocols x BN modes x seeds"),
+    "report": ("transfer.report.cli", "write paper-style tables and plots from result records"),
+    "demo": ("unmix.demo.pipeline", "the whole pipeline on embedded data: pretrain, convert, fine-tune, report"),
+    "doctor": ("unmix.doctor", "check the installed stack: versions, mmcv ops, one detector iteration"),
 }
 
 
 def _top_parser() -> argparse.ArgumentParser:
     width = max(map(len, COMMANDS))
-    lines = [f"  {name:<{width}}  {purpose}" for name, (_, purpose, _) in COMMANDS.items()]
+    lines = [f"  {name:<{width}}  {purpose}" for name, (_, purpose) in COMMANDS.items()]
     p = argparse.ArgumentParser(
         prog="unmix",
         description="Transfer evaluation for self-supervised image encoders, with Un-Mix pretraining.",
@@ -46,13 +46,7 @@ def _top_parser() -> argparse.ArgumentParser:
 
 
 def _load(name: str):
-    module_name, _, issue = COMMANDS[name]
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name and module_name.startswith(e.name):
-            return None  # the subcommand's module does not exist yet
-        raise
+    return importlib.import_module(COMMANDS[name][0])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,11 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     if ns.command not in COMMANDS:
         top.error(f"unknown command {ns.command!r} (choose from {', '.join(COMMANDS)})")
     module = _load(ns.command)
-    if module is None:
-        _, purpose, issue = COMMANDS[ns.command]
-        print(f"unmix {ns.command}: not implemented yet ({purpose}; tracked in issue #{issue})",
-              file=sys.stderr)
-        return 3
     parser = argparse.ArgumentParser(prog=f"unmix {ns.command}", description=COMMANDS[ns.command][1])
     module.add_arguments(parser)
     args = parser.parse_args(ns.args)

@@ -190,28 +190,6 @@ def _final_metrics(runner, hook) -> dict:
     return runner.test()
 
 
-def _to_record(runner_metrics: dict) -> tuple[dict, dict]:
-    try:
-        from transfer.detection.metrics import to_record_metrics
-    except ImportError:
-        pass
-    else:
-        return to_record_metrics(runner_metrics)
-    metrics, details = {}, {}
-    for key, value in runner_metrics.items():
-        name = key.split("/")[-1]
-        if not isinstance(value, (int, float)):
-            details[name] = value
-            continue
-        if name == "mAP":  # mmdet's VOC mAP is AP50 over classes, as a fraction
-            name = "AP50"
-        if name.startswith(("bbox_", "segm_")) and not name.endswith("_copypaste"):
-            kind, rest = name.split("_", 1)
-            name = f"{kind}_{rest.replace('mAP', 'AP')}"
-        metrics[name] = float(value) * 100.0 if abs(value) <= 1.0 else float(value)
-    return metrics, details
-
-
 def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 0,
              work_dir: str | os.PathLike | None = None, data_root: str | None = None,
              cfg_options: dict | None = None, resume: bool = False, launcher: str = "none",
@@ -220,7 +198,7 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
 
     A failure writes a 'failed' record and re-raises.
     """
-    from transfer.stack import ensure_stack, mmcv_ops_kind
+    from transfer.stack import mmcv_ops_kind
 
     t0 = time.time()
     meta = protocols.get(protocol)
@@ -235,6 +213,8 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
 
     protocols.register_modules()
     import torch
+
+    from transfer.detection.metrics import to_record_metrics
 
     cuda = torch.cuda.is_available()
     init_distributed(launcher, cuda)
@@ -271,7 +251,7 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
         runner.register_hook(hook)
         runner.train()
         raw = _final_metrics(runner, hook)
-        metrics, details = _to_record(raw)
+        metrics, details = to_record_metrics(raw)
         proto_section["iterations"] = runner.iter
         if proto_section.get("epochs") is not None:
             proto_section["epochs"] = runner.epoch

@@ -267,15 +267,11 @@ def use_unmix_datasets(cfg) -> None:
 
 def check_data(cfg, dataset: str) -> None:
     """Clear errors for a missing data root/split, before any worker starts; normalises a VOC
-    root given as the parent of VOCdevkit/ (transfer.datasets)."""
+    root given as the parent of VOCdevkit/ (transfer.detection.datasets)."""
+    from transfer.detection import datasets
+
     root = data_root_of(cfg)
     if not root:
-        return
-    try:
-        from transfer.detection import datasets
-    except ImportError:
-        if not Path(root).is_dir():
-            raise UnmixError(f"{root}: no such data root (pass --data-root)") from None
         return
     if dataset == "voc":
         found = datasets.check_voc_root(root)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from pretrain import data
 from transfer.convert.conversion import build_encoder, convert_file
 from unmix.core.errors import UnmixError
 
@@ -144,17 +145,9 @@ def default_work_dir(kind: str, label: str, dataset: str) -> Path:
     return Path("work_dirs") / kind / f"{safe_name(label)}_{safe_name(dataset)}"
 
 
-def _data_api():
-    try:
-        from pretrain import data
-    except ModuleNotFoundError as e:  # pragma: no cover - until pretrain.data lands
-        raise UnmixError(f"pretrain.data is not available ({e}); cannot read datasets") from None
-    return data
-
-
 def check_dataset(name: str, root: str | os.PathLike) -> None:
     """Fail early, in one line, on an unknown dataset name or a missing data root."""
-    _data_api().spec(name)  # UnmixError naming the choices
+    data.spec(name)  # UnmixError naming the choices
     if not Path(root).expanduser().is_dir():
         raise UnmixError(f"{root}: data root does not exist or is not a directory")
 
@@ -164,14 +157,13 @@ def test_split(name: str, split: str | None) -> str:
 
 
 def eval_transform(name: str, size: int | None = None):
-    return _data_api().eval_transform(name, size)
+    return data.eval_transform(name, size)
 
 
 def build_dataset(name: str, root: str | os.PathLike, split: str, transform=None,
                   image_size: int | None = None):
     """`pretrain.data.build_dataset` (eval transform unless given), with data errors turned into
     one-line UnmixErrors."""
-    data = _data_api()
     if transform is None:
         transform = data.eval_transform(name, image_size)
     try:
@@ -185,7 +177,7 @@ def build_dataset(name: str, root: str | os.PathLike, split: str, transform=None
 
 def num_classes_of(name: str, dataset) -> int:
     """Class count: from pretrain.data, or from the dataset object for image folders."""
-    return int(_data_api().num_classes(name, dataset))
+    return int(data.num_classes(name, dataset))
 
 
 def make_loader(dataset, batch_size: int, workers: int, shuffle: bool = False, seed: int = 0,
