@@ -16,20 +16,21 @@ import torch
 
 from pretrain.methods import build_method
 from pretrain.optim import build_optimizer
-from pretrain.train import _plain, load_config
+from pretrain.train import load_config
+from unmix.core.config import to_plain
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def step_time(config: str, unmix: bool, batch: int, steps: int, device: str) -> float:
     cfg = load_config(str(REPO / "configs" / "pretrain" / config))
-    m = _plain(cfg.model.to_dict())
+    m = to_plain(cfg.model.to_dict())
     m["unmix"] = {**m.get("unmix", {}), "enabled": unmix}
     if m["type"] == "moco":
         m["K"], m["split_bn"] = 4096, 8 if batch % 8 == 0 else 0
     torch.manual_seed(0)
     model = build_method(m).to(device).train()
-    opt = build_optimizer(model, _plain(cfg.optimizer.to_dict()), 0.01)
+    opt = build_optimizer(model, to_plain(cfg.optimizer.to_dict()), 0.01)
     views = [torch.randn(batch, 3, 32, 32, device=device) for _ in range(2)]
     g = torch.Generator().manual_seed(0)
     times = []

@@ -13,14 +13,11 @@ import argparse
 import contextlib
 import inspect
 import json
-import logging
-import math
 import os
 import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -31,17 +28,18 @@ from pretrain import checkpoint as ckpt
 from pretrain import data as pdata
 from pretrain.knn import knn_predict
 from pretrain.optim import build_optimizer, lr_at
+from unmix.core.config import load_config as _load_config
+from unmix.core.config import parse_options, to_plain
 from unmix.core.errors import UnmixError
+from unmix.core.logs import open_log
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mmengine.config import DictAction
-
     parser.add_argument("config", help="config file, e.g. configs/pretrain/moco_v2_cifar10_unmix.py")
     parser.add_argument("--work-dir", help="output folder (default work_dirs/pretrain/<config name>)")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
+    parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override config entries, e.g. train.batch_size=256 data.root=/data/cifar")
     parser.add_argument("--resume", action="store_true",
                         help="continue from WORK_DIR/latest.pth on the same trajectory")
@@ -50,29 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------------------- config
 def load_config(path: str, options: dict | None = None):
-    from mmengine.config import Config
-
-    if not Path(path).is_file():
-        raise UnmixError(f"{path}: config file not found")
-    try:
-        cfg = Config.fromfile(path)
-    except Exception as e:  # syntax errors, missing _base_ files
-        raise UnmixError(f"{path}: cannot read config ({type(e).__name__}: {e})") from None
-    if options:
-        cfg.merge_from_dict(options)
+    """The pretraining config, checked for the sections the loop reads."""
+    cfg = _load_config(path, options)
     for section in ("model", "data", "optimizer", "schedule", "train"):
         if section not in cfg:
             raise UnmixError(f"{path}: config has no `{section}` section (see configs/pretrain/_base_/)")
     return cfg
-
-
-def _plain(x: Any) -> Any:
-    """mmengine ConfigDict -> plain dict/list (what build_method and checkpoints expect)."""
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return type(x)(_plain(v) for v in x) if isinstance(x, list) else tuple(_plain(v) for v in x)
-    return x
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -187,26 +168,6 @@ def knn_monitor(model: nn.Module, kcfg: dict, dcfg: dict, device, autocast, batc
 
 
 # ----------------------------------------------------------------------------- logging
-def _logger(work_dir: Path, rank: int) -> logging.Logger:
-    log = logging.getLogger(f"unmix.pretrain.{work_dir}")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
-    if rank == 0:
-        fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
-        fh = logging.FileHandler(work_dir / "train.log")
-        fh.setFormatter(fmt)
-        log.addHandler(fh)
-        sh = logging.StreamHandler(sys.stderr)
-        sh.setFormatter(fmt)
-        log.addHandler(sh)
-    else:
-        log.addHandler(logging.NullHandler())
-    return log
-
-
 class _NullWriter:
     def add_scalar(self, *a, **k) -> None:
         pass
@@ -244,11 +205,11 @@ def _hook(model: nn.Module, name: str, progress: float) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = dict(getattr(args, "cfg_options", None) or {})
+    options = parse_options(getattr(args, "cfg_options", None))
     cfg = load_config(args.config, options)
-    mcfg, dcfg = _plain(cfg.model.to_dict()), _plain(cfg.data.to_dict())
-    ocfg, scfg, tcfg = _plain(cfg.optimizer.to_dict()), _plain(cfg.schedule.to_dict()), _plain(cfg.train.to_dict())
-    kcfg = _plain(cfg.knn.to_dict()) if "knn" in cfg else {"interval": 0}
+    mcfg, dcfg = to_plain(cfg.model.to_dict()), to_plain(cfg.data.to_dict())
+    ocfg, scfg, tcfg = to_plain(cfg.optimizer.to_dict()), to_plain(cfg.schedule.to_dict()), to_plain(cfg.train.to_dict())
+    kcfg = to_plain(cfg.knn.to_dict()) if "knn" in cfg else {"interval": 0}
     work_dir = Path(args.work_dir or Path("work_dirs") / "pretrain" / Path(args.config).stem)
 
     device, rank, local, world = setup_distributed(getattr(args, "device", None))
@@ -280,7 +241,8 @@ def _train(cfg, mcfg, dcfg, ocfg, scfg, tcfg, kcfg, work_dir: Path, device, rank
         raise UnmixError(f"model.type={mcfg.get('type')!r}: choose from {', '.join(sorted(METHODS))}")
 
     work_dir.mkdir(parents=True, exist_ok=True)
-    log = _logger(work_dir, rank)
+    log = open_log(work_dir / "train.log" if rank == 0 else None, f"unmix.pretrain.{work_dir}",
+                   stderr=rank == 0)
     if rank == 0:
         cfg.dump(str(work_dir / "config.py"))
 

@@ -9,6 +9,7 @@ import pytest
 from transfer.detection import evaluate
 from unmix.demo import toydata
 from unmix.core import records
+from unmix.core.config import parse_options
 from unmix.core.errors import UnmixError
 
 
@@ -33,10 +34,10 @@ def test_missing_config_is_a_one_line_error(tmp_path):
 
 
 def test_metric_options_parse():
-    assert evaluate.parse_metric_options(["eval_mode=11points", "iou_thrs=[0.5,0.75]"]) == {
+    assert parse_options(["eval_mode=11points", "iou_thrs=[0.5,0.75]"]) == {
         "eval_mode": "11points", "iou_thrs": [0.5, 0.75]}
     with pytest.raises(UnmixError, match="not KEY=VALUE"):
-        evaluate.parse_metric_options(["eval_mode"])
+        parse_options(["eval_mode"])
 
 
 def _tiny_config(data_root: Path, work_dir: Path):

@@ -11,6 +11,7 @@ from pretrain.backbones import ARCHS, build_resnet
 from transfer.convert.rules import Conversion, convert_state_dict
 from transfer.convert.load import read_checkpoint
 from unmix.core.files import sha256_file, torch_save
+from unmix.core.config import to_plain
 from unmix.core.errors import UnmixError
 
 
@@ -38,7 +39,7 @@ def convert_file(src: str | os.PathLike, *, arch: str | None = None, fmt: str | 
 def save_conversion(conv: Conversion, dst: str | os.PathLike) -> Path:
     """Atomically write `{'state_dict', 'meta'}` (loadable with weights_only=True)."""
     dst = Path(dst)
-    torch_save({"state_dict": dict(conv.state_dict), "meta": _plain(conv.meta)}, dst)
+    torch_save({"state_dict": dict(conv.state_dict), "meta": to_plain(conv.meta, strict=True)}, dst)
     return dst
 
 
@@ -72,20 +73,3 @@ def build_encoder(conv: Conversion) -> torch.nn.Module:
         model.conv1.padding = (p, p)
     model.load_state_dict(conv.state_dict, strict=True)
     return model.eval()
-
-
-def _plain(x):
-    """meta as plain Python (weights_only-loadable)."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if x is None or type(x) in (int, float, bool, str):
-        return x
-    if isinstance(x, bool):
-        return bool(x)
-    if isinstance(x, int):
-        return int(x)
-    if isinstance(x, float):
-        return float(x)
-    return str(x)  # str subclasses (torch.__version__), paths, anything else

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from unmix.core import records
+from unmix.core.config import parse_options
 from unmix.core.files import sha256_file
 from unmix.core.errors import UnmixError
 
@@ -58,19 +59,6 @@ def _evaluators(cfg) -> list[dict]:
         if ev is None:
             continue
         out.extend(ev if isinstance(ev, (list, tuple)) else [ev])
-    return out
-
-
-def parse_metric_options(items: list[str] | None) -> dict[str, Any]:
-    """KEY=VALUE pairs, values in mmengine's syntax (numbers, lists, tuples, None, True/False)."""
-    from mmengine.config import DictAction
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, val = item.partition("=")
-        if not sep or not key:
-            raise UnmixError(f"--metric-options: {item!r} is not KEY=VALUE")
-        out[key] = DictAction._parse_iterable(val)
     return out
 
 
@@ -173,7 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     metrics = evaluate_work_dir(args.work_dir, args.checkpoint,
-                                parse_metric_options(args.metric_options),
+                                parse_options(args.metric_options, "--metric-options"),
                                 write_record=not args.no_record)
     where = "" if args.no_record else f"{Path(args.work_dir) / records.RESULT_NAME}: "
     print(where + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items()), file=sys.stderr)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from unmix.core import records
+from unmix.core.config import parse_options
 from unmix.core.env import env_info
 from unmix.core.files import sha256_file
 from unmix.core.errors import UnmixError
@@ -272,19 +273,6 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
 
 # ------------------------------------------------------------------------------------- CLI
 
-def parse_cfg_options(items: list[str] | None) -> dict[str, Any]:
-    """k=v pairs with mmengine's value syntax (numbers, lists, tuples, None, True/False)."""
-    from mmengine.config import DictAction
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise UnmixError(f"--cfg-options: {item!r} is not KEY=VALUE")
-        key, val = item.split("=", 1)
-        out[key] = DictAction._parse_iterable(val)
-    return out
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
                         help="checkpoint in any format `unmix convert` reads, or 'none' (random init)")
@@ -307,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
     protocols.register_modules()
     rec = finetune(args.checkpoint, args.protocol, bn=args.bn, seed=args.seed,
                    work_dir=args.work_dir, data_root=args.data_root,
-                   cfg_options=parse_cfg_options(args.cfg_options), resume=args.resume,
+                   cfg_options=parse_options(args.cfg_options), resume=args.resume,
                    launcher=args.launcher, label=args.label)
     print(f"{rec['work_dir']}/result.json: " + ", ".join(
         f"{k}={v:.2f}" for k, v in rec["metrics"].items()), file=sys.stderr)

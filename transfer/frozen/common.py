@@ -12,13 +12,11 @@ loader with clear errors for bad input, the work dir with its log file, and the 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -278,28 +276,6 @@ def pretrain_info(meta: dict, fmt: str | None, path: Path, trust_pickle: bool = 
     return {"method": found.get("method"), "unmix": unmix,
             "epochs": epochs if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) else None,
             "dataset": found.get("dataset")}
-
-
-@contextlib.contextmanager
-def work_dir_log(work_dir: str | os.PathLike, name: str) -> Iterator[logging.Logger]:
-    """A logger writing to `work_dir/<name>.log` and to stderr, for the length of a command."""
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    logger = logging.getLogger(f"unmix.{name}.{id(work_dir)}")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    fmt = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    handlers: list[logging.Handler] = [logging.FileHandler(work_dir / f"{name}.log", encoding="utf-8"),
-                                       logging.StreamHandler(sys.stderr)]
-    for h in handlers:
-        h.setFormatter(fmt)
-        logger.addHandler(h)
-    try:
-        yield logger
-    finally:
-        for h in handlers:
-            logger.removeHandler(h)
-            h.close()
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:

@@ -24,6 +24,7 @@ from transfer.frozen import common as fx
 from unmix.core.env import env_info
 from unmix.core import files, records
 from unmix.core.errors import UnmixError
+from unmix.core.logs import work_dir_log
 
 
 def sorted_softmax(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     name = _protocol_name(args.dataset, split, args.temperature)
 
     rows, curves, failures = [], {}, 0
-    with fx.work_dir_log(work_root, "flatness") as log:
+    with work_dir_log(work_root, "flatness") as log:
         log.info("flatness: %d checkpoint(s) on %s [%s], T=%g, device %s", len(labels), args.dataset,
                  split, args.temperature, device)
         for ckpt_path, label in zip(args.checkpoints, labels):

@@ -11,6 +11,7 @@ from transfer.frozen import common as fx
 from unmix.core import records
 from unmix.core.env import env_info
 from unmix.core.errors import UnmixError
+from unmix.core.logs import work_dir_log
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
                 "batch_size_total": args.batch_size}
     record = records.new_record("knn", ckpt, protocol, env=env_info(device))
     t0 = time.time()
-    with fx.work_dir_log(work_dir, "knn") as log:
+    with work_dir_log(work_dir, "knn") as log:
         log.info("knn: %s (%s) on %s [%s -> %s], k=%d t=%g, device %s", label, ckpt["path"],
                  args.dataset, args.train_split, test_split, args.k, args.t, device)
         try:

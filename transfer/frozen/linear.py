@@ -35,6 +35,7 @@ from transfer.frozen import common as fx
 from unmix.core.env import env_info
 from unmix.core import files, records
 from unmix.core.errors import UnmixError
+from unmix.core.logs import work_dir_log
 
 
 class Protocol(NamedTuple):
@@ -230,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
                 "image_size": args.image_size, "source": p.source}
     record = records.new_record("linear", ckpt, protocol, env=env_info(device))
     t0 = time.time()
-    with fx.work_dir_log(work_dir, "linear") as log:
+    with work_dir_log(work_dir, "linear") as log:
         log.info("linear: %s (%s) on %s [%s -> %s], protocol %s, %d epochs, lr %g, batch %d, aug %s, "
                  "device %s", label, ckpt["path"], args.dataset, args.train_split, test_split,
                  protocol["name"], epochs, lr, bs, aug, device)

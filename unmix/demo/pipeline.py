@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
-import sys
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -35,6 +33,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from unmix.core import records
+from unmix.core.config import to_plain
+from unmix.core.logs import close_log, open_log
 from unmix.core.errors import UnmixError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,16 +93,7 @@ class Progress:
     def __init__(self, log_path: Path) -> None:
         self.t0 = time.time()
         self.times: dict[str, float] = {}
-        self.log = logging.getLogger(f"unmix.demo.{log_path}")
-        self.log.setLevel(logging.INFO)
-        self.log.propagate = False
-        for h in list(self.log.handlers):
-            self.log.removeHandler(h)
-            h.close()
-        fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-        for h in (logging.FileHandler(log_path), logging.StreamHandler(sys.stderr)):
-            h.setFormatter(fmt)
-            self.log.addHandler(h)
+        self.log = open_log(log_path, f"unmix.demo.{log_path}", datefmt="%H:%M:%S")
 
     def info(self, msg: str) -> None:
         self.log.info(f"[demo {time.time() - self.t0:6.1f} s] {msg}")
@@ -120,9 +111,7 @@ class Progress:
         self.info(f"== {name}: done in {time.time() - t:.1f} s")
 
     def close(self) -> None:
-        for h in list(self.log.handlers):
-            self.log.removeHandler(h)
-            h.close()
+        close_log(self.log)
 
 
 # --------------------------------------------------------------------------------------- data
@@ -179,7 +168,7 @@ def config_overrides(base: Any, child: Any, prefix: str = "") -> dict[str, Any]:
         for k, v in child.items():
             key = f"{prefix}{k}"
             if k not in base:
-                out[key] = _plain(v)
+                out[key] = to_plain(v)
             else:
                 out.update(config_overrides(base[k], v, key + "."))
         return out
@@ -189,18 +178,8 @@ def config_overrides(base: Any, child: Any, prefix: str = "") -> dict[str, Any]:
             out.update(config_overrides(b, c, f"{prefix}{i}."))
         return out
     if base != child:
-        out[prefix.rstrip(".")] = _plain(child)
+        out[prefix.rstrip(".")] = to_plain(child)
     return out
-
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_plain(v) for v in x]
-    if isinstance(x, tuple):
-        return tuple(_plain(v) for v in x)
-    return x
 
 
 def detection_overrides(config: Path = DETECTION_CONFIG, extra: dict[str, Any] | None = None) -> dict[str, Any]:
