@@ -1,13 +1,8 @@
-"""Pretraining checkpoints: one layout, written atomically, readable with `weights_only=True`.
+"""Pretraining checkpoints: one layout (`pretrain.schema`), written atomically, readable with
+`weights_only=True`.
 
-```
-{'format': 'unmix-pretrain', 'version': 1,
- 'state_dict': model.state_dict()          # no 'module.' prefix; `backbone.*` is the encoder
- 'meta': {'method', 'arch', 'stem', 'unmix', 'mixing', 'dataset', 'epoch', 'epochs', 'config'},
- 'optimizer': ..., 'scaler': ... | None, 'epoch': completed epochs, 'rng': {...}}
-```
-`unmix convert` reads it directly (format 'unmix-pretrain'). RNG states are stored as tensors and
-plain lists (no numpy objects), so `torch.load(path, weights_only=True)` loads every field.
+`unmix convert` reads them directly (format 'unmix-pretrain'). RNG states are stored as tensors
+and plain lists (no numpy objects), so `torch.load(path, weights_only=True)` loads every field.
 """
 from __future__ import annotations
 
@@ -19,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from pretrain.schema import FORMAT, READABLE_VERSIONS, VERSION
 from unmix.core.files import torch_save
 from unmix.core.errors import UnmixError
 
-FORMAT, VERSION = "unmix-pretrain", 1
 LATEST = "latest.pth"
 
 
@@ -77,6 +72,7 @@ def load(path: str | os.PathLike) -> dict:
     obj = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise UnmixError(f"{path}: not an unmix pretraining checkpoint (format {obj.get('format')!r})")
-    if obj.get("version") != VERSION:
-        raise UnmixError(f"{path}: checkpoint version {obj.get('version')} (this unmix reads {VERSION})")
+    if obj.get("version") not in READABLE_VERSIONS:
+        raise UnmixError(f"{path}: checkpoint version {obj.get('version')} (this unmix reads "
+                         f"{', '.join(map(str, READABLE_VERSIONS))})")
     return obj

@@ -26,6 +26,7 @@ from torch import nn
 
 from pretrain import checkpoint as ckpt
 from pretrain import data as pdata
+from pretrain import schema
 from pretrain.knn import knn_predict
 from pretrain.optim import build_optimizer, lr_at
 from unmix.core.config import load_config as _load_config
@@ -189,13 +190,15 @@ def _tb_writer(work_dir: Path, enabled: bool):
 # ----------------------------------------------------------------------------- the loop
 def _model_meta(cfg, mcfg: dict, dcfg: dict, epoch: int, epochs: int) -> dict:
     ff = dict(dcfg.get("first_form", {}) or {})
-    return {"method": mcfg.get("type"), "arch": mcfg.get("arch"), "stem": mcfg.get("stem", "imagenet"),
+    meta = {"method": mcfg.get("type"), "arch": mcfg.get("arch"), "stem": mcfg.get("stem", "imagenet"),
             "version": mcfg.get("version"),
             # a plain bool: what reports pair runs by; the full settings are under `mixing`
             "unmix": bool((mcfg.get("unmix") or {}).get("enabled") or ff.get("enabled")),
             "mixing": {"final_form": dict(mcfg.get("unmix") or {"enabled": False}),
                        "first_form": ff if ff.get("enabled") else {"enabled": False}},
             "dataset": dcfg.get("name"), "epoch": epoch, "epochs": epochs, "config": cfg.pretty_text}
+    meta["pretrain"] = schema.summary(meta)
+    return meta
 
 
 def _hook(model: nn.Module, name: str, progress: float) -> None:

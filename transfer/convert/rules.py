@@ -16,6 +16,7 @@ import torch
 
 from pretrain.backbones import ARCHS, build_resnet
 from transfer.convert import formats as F
+from pretrain.schema import pretrain_summary
 from unmix.core.errors import UnmixError
 
 CONVERTER_VERSION = "1.0"
@@ -44,23 +45,6 @@ class ConvertError(UnmixError):
 
 
 # ------------------------------------------------------------------------------------ helpers
-def pretrain_summary(meta_src: Mapping[str, Any]) -> dict[str, Any] | None:
-    """{method, unmix, epochs, dataset} of an `unmix pretrain` checkpoint (or of a file converted
-    from one, which carries it already); None for foreign checkpoints. This is what result
-    records put in `checkpoint.pretrain`, so reports can pair runs with and without Un-Mix."""
-    if isinstance(meta_src.get("pretrain"), Mapping):
-        return dict(meta_src["pretrain"])
-    if not meta_src.get("method"):
-        return None
-    unmix = meta_src.get("unmix")
-    if isinstance(unmix, Mapping):  # older checkpoints stored the Un-Mix config block
-        unmix = unmix.get("enabled")
-    epochs = meta_src.get("epochs")
-    return {"method": meta_src.get("method"), "unmix": unmix if isinstance(unmix, bool) else None,
-            "epochs": epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None,
-            "dataset": meta_src.get("dataset")}
-
-
 def _as_tensor(v: Any) -> torch.Tensor:
     if isinstance(v, torch.Tensor):
         return v

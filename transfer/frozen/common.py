@@ -210,72 +210,10 @@ def load_encoder(path: str | os.PathLike, arch: str | None = None, fmt: str | No
     # stack must not stop `unmix knn`.
     conv = convert_file(str(path), arch=arch, fmt=fmt, encoder=encoder, trust_pickle=trust_pickle)
     model = build_encoder(conv)
-    meta = dict(getattr(conv, "meta", None) or {})
-    pretrain = pretrain_info(meta, getattr(conv, "format", None), path, trust_pickle)
-    sha = meta.get("source_sha256")
-    if not sha:
-        from unmix.core.files import sha256_file
-
-        sha = sha256_file(path)
-    block = {"label": None, "path": str(path.resolve()), "sha256": sha,
-             "format": getattr(conv, "format", None), "arch": getattr(conv, "arch", None),
-             "stem": getattr(conv, "stem", None), "pretrain": pretrain}
+    block = {"label": None, "path": str(path.resolve()), "sha256": conv.meta["source_sha256"],
+             "format": conv.format, "arch": conv.arch, "stem": conv.stem,
+             "pretrain": conv.meta["pretrain"]}
     return model, block
-
-
-def _unmix_flag(meta: dict) -> bool | None:
-    """Un-Mix on/off from a pretraining meta: `unmix` is a bool, or (unmix pretrain) a dict with
-    `enabled`; the first form's mixtures count as Un-Mix too."""
-    for key in ("unmix", "unmix_enabled"):
-        v = meta.get(key)
-        if isinstance(v, bool):
-            return v
-        if isinstance(v, dict) and isinstance(v.get("enabled"), bool):
-            first = (meta.get("mixing") or {}).get("first_form") or {}
-            return bool(v["enabled"] or first.get("enabled"))
-    return None
-
-
-def _find_pretrain_meta(meta: Any) -> dict | None:
-    """The pretraining meta (the dict with `method`) in `meta` or its nested `source_meta`."""
-    for _ in range(4):
-        if not isinstance(meta, dict):
-            return None
-        if meta.get("method"):
-            return meta
-        meta = meta.get("source_meta")
-    return None
-
-
-def pretrain_info(meta: dict, fmt: str | None, path: Path, trust_pickle: bool = False) -> dict | None:
-    """The record's `checkpoint.pretrain` = {method, unmix, epochs, dataset} for checkpoints of
-    `unmix pretrain` (directly, or after `unmix convert`), None for foreign checkpoints.
-
-    The converter keeps the source's scalar meta under `source_meta` (nested once more for a
-    converted file) and drops dict values, such as the `unmix` config; when Un-Mix on/off is lost
-    that way, it is read from the pretraining checkpoint's own `meta`.
-    """
-    if isinstance(meta.get("pretrain"), dict):  # the converter's summary (transfer.convert.rules)
-        return dict(meta["pretrain"])
-    found = _find_pretrain_meta(meta)
-    unmix = _unmix_flag(found) if found else None
-    if unmix is None and fmt in ("unmix-pretrain", "unmix-converted"):
-        try:  # the converter dropped the dict-valued meta: read the file's own meta
-            from transfer.convert.load import read_checkpoint
-
-            obj, _ = read_checkpoint(path, trust_pickle=trust_pickle)
-            raw = _find_pretrain_meta(dict(obj.get("meta") or {}))
-            if raw:
-                found = found or raw
-                unmix = _unmix_flag(raw)
-        except Exception:  # the record then says unmix: null rather than failing the evaluation
-            pass
-    if found is None:
-        return None
-    epochs = found.get("epochs")
-    return {"method": found.get("method"), "unmix": unmix,
-            "epochs": epochs if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) else None,
-            "dataset": found.get("dataset")}
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:

@@ -126,8 +126,8 @@ def render_markdown(rep: Report) -> str:
         notes += [f"Provenance: {_md_escape(p)}" for p in t.provenance]
         lines += [f"- {n}" for n in notes] + [""]
         if t.paired:
-            lines += [f"Paired comparison with the baseline over the same seeds (mean difference, "
-                      f"t-based 95% CI):", ""]
+            lines += ["Paired comparison with the baseline over the same seeds (mean difference, "
+                      "t-based 95% CI):", ""]
             lines += _md_table(PAIRED_HEADERS, [[_md_escape(p.row), _md_escape(p.baseline), p.group or "",
                                                  p.metric, str(p.n), _seeds(p), signed(p.mean, d),
                                                  _ci_text(p, d), _verdict(p)] for p in t.paired],

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from pretrain.schema import unmix_flag
 from unmix.core import records
 from unmix.core.errors import UnmixError
 
@@ -99,8 +100,8 @@ def _run_row(rec: dict[str, Any], path: Path) -> dict[str, Any]:
            f"checkpoint.pretrain must be an object or null, got {pre!r}")
     pre = pre or {}
     unmix, epochs = pre.get("unmix"), pre.get("epochs")
-    if isinstance(unmix, dict) and isinstance(unmix.get("enabled"), bool):
-        unmix = unmix["enabled"]  # `unmix pretrain` checkpoints carry the Un-Mix config block
+    # records of older versions carried the Un-Mix config block here
+    unmix = unmix_flag(unmix) if isinstance(unmix, dict) else unmix
     _check(unmix is None or isinstance(unmix, bool), path,
            f"checkpoint.pretrain.unmix must be true/false (or {{'enabled': bool, ...}}), got {unmix!r}")
     _check(epochs is None or (isinstance(epochs, (int, float)) and not isinstance(epochs, bool)),
