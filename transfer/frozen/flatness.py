@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from transfer.frozen import common as fx
+from transfer.report.plots import plot_flat
 from unmix.core.env import env_info
 from unmix.core import files, records
 from unmix.core.errors import UnmixError
@@ -141,9 +142,9 @@ def run(args: argparse.Namespace) -> int:
             curves[label] = curve
         if rows:
             print(comparison_table(rows, args.head))
-            plot = _plot(curves, work_root / "flatness.png", name)
-            if plot:
-                log.info("plot -> %s", plot)
+            plot = work_root / "flatness.png"
+            files.write_bytes(plot, plot_flat("flatness", name, curves).png)
+            log.info("plot -> %s", plot)
     return 1 if failures else 0
 
 
@@ -157,28 +158,3 @@ def comparison_table(rows: list[tuple[str, dict, list[float]]], head: int = 16) 
         lines.append(f"{label:<{width}}  {m['max_prob_mean']:>9.4f} {m['max_prob_median']:>10.4f} "
                      f"{m['max_prob_std']:>8.4f} {m['entropy_mean']:>7.2f}  {top}")
     return "\n".join(lines)
-
-
-def _plot(curves: dict[str, list[float]], path: Path, title: str) -> Path | None:
-    """Figure 5 shape: sorted mean probability against rank, max probability dotted."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover - matplotlib is a dependency
-        return None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for i, (label, curve) in enumerate(curves.items()):
-        line, = ax.plot(range(1, len(curve) + 1), curve, label=label, lw=1.2)
-        ax.axhline(curve[0], ls=":", color=line.get_color(), lw=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("rank of output dimension (sorted per image)")
-    ax.set_ylabel("mean softmax probability")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with files.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return path
