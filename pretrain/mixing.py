@@ -134,3 +134,21 @@ def unmix_loss(loss_fn: Callable[[Tensor, Tensor], Tensor], z_mix: Tensor, targe
     sample i. `targets` (N, ...) are the clean targets of the other view, index-aligned.
     """
     return lam * loss_fn(z_mix, targets) + (1.0 - lam) * loss_fn(z_mix.flip(0), targets)
+
+
+def add_unmix(out: dict[str, Tensor], loss: Tensor, x: Tensor, cfg: UnMixConfig,
+              generator: torch.Generator | None,
+              mixed_loss: Callable[[Tensor, float], Tensor]) -> Tensor:
+    """The Un-Mix term of one step, for every method: draw this iteration's (mode, lam, box),
+    mix `x` with its reversed batch, and return `loss + mixed_loss(x_mix, lam)`, logging
+    `loss_mix` and `lam` (detached) in `out`. Unchanged `loss` when Un-Mix is off.
+
+    `mixed_loss(x_mix, lam)` is the method's own label-space mixture, usually built from
+    `unmix_loss`. Shape: x (N, C, H, W)."""
+    if not cfg.enabled:
+        return loss
+    params = sample_mix(x.shape, cfg.beta, cfg.prob, generator)
+    loss_mix = mixed_loss(mix(x, params), params.lam)
+    out["loss_mix"] = loss_mix.detach()
+    out["lam"] = torch.tensor(params.lam, device=x.device)
+    return loss + loss_mix

@@ -21,7 +21,7 @@ from pretrain.backbones import build_resnet
 from pretrain.distributed import SplitBatchNorm
 from pretrain.losses import info_nce
 from pretrain.methods.encoders import ema_update_, mlp, momentum_copy
-from pretrain.mixing import UnMixConfig, mix, sample_mix, unmix_loss
+from pretrain.mixing import UnMixConfig, add_unmix, unmix_loss
 
 DEFAULT_T = {"v1": 0.07, "v2": 0.2}
 
@@ -112,15 +112,13 @@ class MoCo(nn.Module):
         out = {"loss_clean": loss_clean.detach()}
         loss = loss_clean
 
-        if self.unmix.enabled:
-            params = sample_mix(x1.shape, self.unmix.beta, self.unmix.prob, generator)
+        def mixed_loss(x_mix: Tensor, lam: float) -> Tensor:
             # (N, dim): the mixture's only forward; its reversal is q_mix.flip(0)
-            q_mix = self._query(mix(x1, params))
+            q_mix = self._query(x_mix)
             # asymmetric: against k2; symmetric: against k2 and k1 (view 1's own keys)
-            loss_mix = sum(unmix_loss(loss_fn, q_mix, k, params.lam) for k in reversed(keys))
-            loss = loss + loss_mix
-            out["loss_mix"] = loss_mix.detach()
-            out["lam"] = torch.tensor(params.lam, device=x1.device)
+            return sum(unmix_loss(loss_fn, q_mix, k, lam) for k in reversed(keys))
+
+        loss = add_unmix(out, loss, x1, self.unmix, generator, mixed_loss)
 
         if self.training:
             # only clean keys: mixed embeddings never enter the queue

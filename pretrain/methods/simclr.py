@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from pretrain.backbones import build_resnet
 from pretrain.losses import nt_xent
 from pretrain.methods.encoders import mlp
-from pretrain.mixing import UnMixConfig, mix, sample_mix, unmix_loss
+from pretrain.mixing import UnMixConfig, add_unmix, unmix_loss
 
 
 class SimCLR(nn.Module):
@@ -53,16 +53,9 @@ class SimCLR(nn.Module):
         loss_clean = nt_xent(z1, z2, self.T)
         out = {"loss_clean": loss_clean.detach()}
         loss = loss_clean
-        if self.unmix.enabled:
-            params = sample_mix(x1.shape, self.unmix.beta, self.unmix.prob, generator)
-            z_mix = self._embed(mix(x1, params))
+        def pair_loss(z_m: Tensor, z_t: Tensor) -> Tensor:
+            return nt_xent(z_t, z_m, self.T)
 
-            def pair_loss(z_m: Tensor, z_t: Tensor) -> Tensor:
-                return nt_xent(z_t, z_m, self.T)
-
-            loss_mix = unmix_loss(pair_loss, z_mix, z2, params.lam)
-            loss = loss + loss_mix
-            out["loss_mix"] = loss_mix.detach()
-            out["lam"] = torch.tensor(params.lam, device=x1.device)
-        out["loss"] = loss
+        out["loss"] = add_unmix(out, loss, x1, self.unmix, generator,
+                                lambda x_mix, lam: unmix_loss(pair_loss, self._embed(x_mix), z2, lam))
         return out
