@@ -13,11 +13,14 @@ import argparse
 import contextlib
 import inspect
 import json
+import logging
 import os
 import random
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +30,7 @@ from torch import nn
 from pretrain import checkpoint as ckpt
 from pretrain import data as pdata
 from pretrain import schema
+from pretrain.features import extract_features
 from pretrain.knn import knn_predict
 from pretrain.optim import build_optimizer, lr_at
 from unmix.core.config import load_config as _load_config
@@ -134,17 +138,7 @@ def make_loader(ds, batch_size: int, workers: int, seed: int, epoch: int, rank: 
 
 
 # ----------------------------------------------------------------------------- kNN monitor
-@torch.no_grad()
-def _features(encoder: nn.Module, loader, device, autocast) -> tuple[torch.Tensor, torch.Tensor]:
-    feats, labels = [], []
-    for x, y in loader:
-        with autocast():
-            feats.append(encoder(x.to(device, non_blocking=True)).float().cpu())
-        labels.append(torch.as_tensor(y))
-    return torch.cat(feats), torch.cat(labels)
-
-
-def knn_monitor(model: nn.Module, kcfg: dict, dcfg: dict, device, autocast, batch_size: int) -> float | None:
+def knn_monitor(model: nn.Module, kcfg: dict, dcfg: dict, device, amp_dtype, batch_size: int) -> float:
     """Weighted kNN top-1 (%) of the backbone's pooled features, bank = train split, queries = test."""
     name, tf = dcfg["name"], pdata.eval_transform(dcfg["name"], dcfg.get("size"))
     bank_ds = pdata.build_dataset(name, dcfg["root"], kcfg.get("bank_split", "train"), transform=tf)
@@ -156,10 +150,9 @@ def knn_monitor(model: nn.Module, kcfg: dict, dcfg: dict, device, autocast, batc
     mk = lambda d: torch.utils.data.DataLoader(d, batch_size=batch_size, num_workers=dcfg.get("num_workers", 0))  # noqa: E731
     encoder = model.backbone
     was_training = encoder.training
-    encoder.eval()
     try:
-        bank, bank_y = _features(encoder, mk(bank_ds), device, autocast)
-        q, q_y = _features(encoder, mk(query_ds), device, autocast)
+        bank, bank_y = extract_features(encoder, mk(bank_ds), device, amp_dtype, desc=None)
+        q, q_y = extract_features(encoder, mk(query_ds), device, amp_dtype, desc=None)
     finally:
         encoder.train(was_training)
     keep = bank_y >= 0  # STL-10 unlabeled images have label -1
@@ -210,214 +203,303 @@ def _hook(model: nn.Module, name: str, progress: float) -> None:
 def run(args: argparse.Namespace) -> int:
     options = parse_options(getattr(args, "cfg_options", None))
     cfg = load_config(args.config, options)
-    mcfg, dcfg = to_plain(cfg.model.to_dict()), to_plain(cfg.data.to_dict())
-    ocfg, scfg, tcfg = to_plain(cfg.optimizer.to_dict()), to_plain(cfg.schedule.to_dict()), to_plain(cfg.train.to_dict())
+    section = {k: to_plain(cfg[k].to_dict()) for k in ("model", "data", "optimizer", "schedule", "train")}
     kcfg = to_plain(cfg.knn.to_dict()) if "knn" in cfg else {"interval": 0}
     work_dir = Path(args.work_dir or Path("work_dirs") / "pretrain" / Path(args.config).stem)
 
     device, rank, local, world = setup_distributed(getattr(args, "device", None))
     try:
-        return _train(cfg, mcfg, dcfg, ocfg, scfg, tcfg, kcfg, work_dir, device, rank, world, args.resume)
+        return train(Run(cfg, mcfg=section["model"], dcfg=section["data"], ocfg=section["optimizer"],
+                         scfg=section["schedule"], tcfg=section["train"], kcfg=kcfg,
+                         work_dir=work_dir, device=device, rank=rank, world=world), args.resume)
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(cfg, mcfg, dcfg, ocfg, scfg, tcfg, kcfg, work_dir: Path, device, rank: int, world: int,
-           resume: bool) -> int:
-    from tqdm import tqdm
+@dataclass
+class Run:
+    """One pretraining run: its config sections, where it runs, and what it builds on the way."""
+    cfg: Any
+    mcfg: dict
+    dcfg: dict
+    ocfg: dict
+    scfg: dict
+    tcfg: dict
+    kcfg: dict
+    work_dir: Path
+    device: torch.device
+    rank: int
+    world: int
+    log: logging.Logger = field(init=False)
+    model: nn.Module = field(init=False)
+    ddp: nn.Module = field(init=False)
+    optimizer: torch.optim.Optimizer = field(init=False)
+    scaler: Any = field(init=False)
+    base_lr: float = field(init=False)
+    ds: Any = field(init=False)
+    device_aug: Any = field(init=False)
+    n_views: int = field(init=False)
+    steps_per_epoch: int = field(init=False)
+    writer: Any = field(init=False)
 
+    def __post_init__(self) -> None:
+        self.seed = int(self.tcfg.get("seed", 0))
+        self.epochs = int(self.scfg.get("epochs", self.tcfg.get("epochs", 1)))
+        self.batch = int(self.tcfg.get("batch_size", 256))
+        self.amp = self.tcfg.get("amp", "none")
+
+    @property
+    def per_proc(self) -> int:
+        return self.batch // self.world
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return AMP_DTYPES.get(self.amp)
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.work_dir / "metrics.jsonl"
+
+
+def check_settings(run: Run) -> None:
+    """One-line errors for settings the loop cannot run with, before anything is written."""
+    from pretrain.methods import METHODS
+
+    if run.batch % run.world:
+        raise UnmixError(f"train.batch_size={run.batch}: not divisible by the {run.world} processes")
+    if run.amp not in ("none", *AMP_DTYPES):
+        raise UnmixError(f"train.amp={run.amp!r}: choose none, bf16 or fp16")
+    if "root" not in run.dcfg or run.dcfg["root"] is None:
+        raise UnmixError("data.root: not set (e.g. --cfg-options data.root=/data/cifar10)")
+    if run.mcfg.get("type") not in METHODS:
+        raise UnmixError(f"model.type={run.mcfg.get('type')!r}: choose from {', '.join(sorted(METHODS))}")
+
+
+def build_model(run: Run) -> None:
+    """The method (same init on every process: seeded; DDP keeps them in step), its optimizer
+    with the linearly scaled lr, and the fp16 grad scaler."""
     from pretrain.methods import METHODS, build_method
 
-    seed = int(tcfg.get("seed", 0))
-    epochs = int(scfg.get("epochs", tcfg.get("epochs", 1)))
-    batch = int(tcfg.get("batch_size", 256))
-    if batch % world:
-        raise UnmixError(f"train.batch_size={batch}: not divisible by the {world} processes")
-    per_proc = batch // world
-    amp = tcfg.get("amp", "none")
-    if amp not in ("none", *AMP_DTYPES):
-        raise UnmixError(f"train.amp={amp!r}: choose none, bf16 or fp16")
-    if "root" not in dcfg or dcfg["root"] is None:
-        raise UnmixError("data.root: not set (e.g. --cfg-options data.root=/data/cifar10)")
-    if mcfg.get("type") not in METHODS:
-        raise UnmixError(f"model.type={mcfg.get('type')!r}: choose from {', '.join(sorted(METHODS))}")
-
-    work_dir.mkdir(parents=True, exist_ok=True)
-    log = open_log(work_dir / "train.log" if rank == 0 else None, f"unmix.pretrain.{work_dir}",
-                   stderr=rank == 0)
-    if rank == 0:
-        cfg.dump(str(work_dir / "config.py"))
-
-    # the model: same init on every process (seeded), then DDP keeps them in step
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-    margs = dict(mcfg)
+    torch.manual_seed(run.seed)
+    random.seed(run.seed)
+    np.random.seed(run.seed)
+    margs = dict(run.mcfg)
     accepted = inspect.signature(METHODS[margs["type"]].__init__).parameters
     if "epochs" in accepted and "epochs" not in margs:
-        margs["epochs"] = epochs  # SwAV schedules its queue / prototype freezing in epochs
+        margs["epochs"] = run.epochs  # SwAV schedules its queue / prototype freezing in epochs
     try:
-        model = build_method(margs).to(device)
+        model = build_method(margs).to(run.device)
     except ValueError as e:
         raise UnmixError(f"model: {e}") from None
-    if world > 1 and device.type == "cuda" and tcfg.get("sync_bn", False):
+    if run.world > 1 and run.device.type == "cuda" and run.tcfg.get("sync_bn", False):
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    base_lr = float(ocfg.get("lr", 0.03))
-    if ocfg.get("base_batch_size"):
-        base_lr = base_lr * batch / float(ocfg["base_batch_size"])  # linear scaling rule
-    optimizer = build_optimizer(model, ocfg, base_lr)
-    scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
-    autocast = (lambda: torch.autocast(device.type, dtype=AMP_DTYPES[amp])) if amp != "none" \
-        else contextlib.nullcontext
-    start_epoch = 0
-    if resume:
-        state = ckpt.load(work_dir / ckpt.LATEST)
-        meta = state.get("meta", {})
-        for key, want in (("method", mcfg.get("type")), ("arch", mcfg.get("arch")), ("dataset", dcfg.get("name"))):
-            if meta.get(key) != want:
-                raise UnmixError(f"{work_dir / ckpt.LATEST}: was trained with {key} {meta.get(key)!r}, "
-                                 f"the config says {want!r}; use another --work-dir")
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        ckpt.set_rng_state(state["rng"])
-        start_epoch = int(state["epoch"])
-        log.info(f"resumed from {work_dir / ckpt.LATEST} at epoch {start_epoch}")
-        if start_epoch >= epochs:
-            log.info(f"nothing to do: {start_epoch} of {epochs} epochs done")
-            return 0
-    ddp = model
-    if world > 1:
-        ddp = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=bool(tcfg.get("find_unused_parameters", False)))
+    run.model = model
+    run.base_lr = float(run.ocfg.get("lr", 0.03))
+    if run.ocfg.get("base_batch_size"):
+        run.base_lr = run.base_lr * run.batch / float(run.ocfg["base_batch_size"])  # linear scaling
+    run.optimizer = build_optimizer(model, run.ocfg, run.base_lr)
+    run.scaler = torch.amp.GradScaler(run.device.type) if run.amp == "fp16" else None
 
-    ds, device_aug, n_views = build_train_data(dcfg, seed)
-    if device_aug is not None:
-        device_aug = device_aug.to(device)
-    workers = int(dcfg.get("num_workers", 4))
-    steps_per_epoch = len(ds) // batch
-    cap = tcfg.get("max_iters_per_epoch")
+
+def resume_state(run: Run) -> int:
+    """Load WORK_DIR/latest.pth into the run (weights, optimizer, scaler, RNG); the epochs done."""
+    path = run.work_dir / ckpt.LATEST
+    state = ckpt.load(path)
+    meta = state.get("meta", {})
+    for key, want in (("method", run.mcfg.get("type")), ("arch", run.mcfg.get("arch")),
+                      ("dataset", run.dcfg.get("name"))):
+        if meta.get(key) != want:
+            raise UnmixError(f"{path}: was trained with {key} {meta.get(key)!r}, "
+                             f"the config says {want!r}; use another --work-dir")
+    run.model.load_state_dict(state["state_dict"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    ckpt.set_rng_state(state["rng"])
+    run.log.info(f"resumed from {path} at epoch {int(state['epoch'])}")
+    return int(state["epoch"])
+
+
+def build_data(run: Run) -> None:
+    """The training set, the on-device augmenter if any, and the iterations per epoch."""
+    run.ds, device_aug, run.n_views = build_train_data(run.dcfg, run.seed)
+    run.device_aug = device_aug.to(run.device) if device_aug is not None else None
+    steps = len(run.ds) // run.batch
+    cap = run.tcfg.get("max_iters_per_epoch")
     if cap:
-        steps_per_epoch = min(steps_per_epoch, int(cap))
-    if steps_per_epoch < 1:
-        raise UnmixError(f"{dcfg['root']}: {len(ds)} images make no full batch of train.batch_size={batch}")
-    total_steps = epochs * steps_per_epoch
-    ckpt_interval = int(tcfg.get("checkpoint_interval", 10))
-    log_interval = int(tcfg.get("log_interval", 10))
-    writer = _tb_writer(work_dir, rank == 0 and tcfg.get("tensorboard", True))
-    metrics_path = work_dir / "metrics.jsonl"
-    if rank == 0 and not resume and metrics_path.exists():
-        metrics_path.unlink()
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = bool(tcfg.get("cudnn_benchmark", True))
+        steps = min(steps, int(cap))
+    if steps < 1:
+        raise UnmixError(f"{run.dcfg['root']}: {len(run.ds)} images make no full batch of "
+                         f"train.batch_size={run.batch}")
+    run.steps_per_epoch = steps
 
-    log.info(f"pretrain {mcfg['type']} {mcfg.get('arch')} on {dcfg['name']} ({len(ds)} images): "
-             f"{epochs} epochs x {steps_per_epoch} iterations, batch {batch} ({world} x {per_proc}), "
-             f"lr {base_lr:g} ({ocfg.get('type', 'sgd')}, {scfg.get('policy', 'cosine')}), amp {amp}, "
-             f"device {device}, unmix {mcfg.get('unmix')}, first form "
-             f"{(dcfg.get('first_form') or {}).get('enabled', False)}; work dir {work_dir}")
+
+def train(run: Run, resume: bool) -> int:
+    """Check, build, (resume,) then train epoch by epoch; 0 when done."""
+    check_settings(run)
+    run.work_dir.mkdir(parents=True, exist_ok=True)
+    run.log = open_log(run.work_dir / "train.log" if run.rank == 0 else None,
+                       f"unmix.pretrain.{run.work_dir}", stderr=run.rank == 0)
+    if run.rank == 0:
+        run.cfg.dump(str(run.work_dir / "config.py"))
+    build_model(run)
+    start_epoch = resume_state(run) if resume else 0
+    if start_epoch >= run.epochs:
+        run.log.info(f"nothing to do: {start_epoch} of {run.epochs} epochs done")
+        return 0
+    run.ddp = run.model
+    if run.world > 1:
+        run.ddp = nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None,
+            find_unused_parameters=bool(run.tcfg.get("find_unused_parameters", False)))
+    build_data(run)
+    run.writer = _tb_writer(run.work_dir, run.rank == 0 and run.tcfg.get("tensorboard", True))
+    if run.rank == 0 and not resume and run.metrics_path.exists():
+        run.metrics_path.unlink()
+    if run.device.type == "cuda":
+        torch.backends.cudnn.benchmark = bool(run.tcfg.get("cudnn_benchmark", True))
+    _log_settings(run)
     t_run = time.time()
-    for epoch in range(start_epoch, epochs):
-        # Everything random in an epoch is a function of (seed, epoch, rank, step): a resumed run
-        # continues the same trajectory as an uninterrupted one.
-        es = epoch_seed(seed, epoch, rank)
-        torch.manual_seed(es)
-        random.seed(es)
-        np.random.seed(es)
-        if hasattr(ds, "set_epoch"):
-            ds.set_epoch(epoch)
-        loader = make_loader(ds, per_proc, workers, seed, epoch, rank, world, device.type == "cuda")
-        model.train()
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", disable=rank != 0,
-                   dynamic_ncols=True, leave=False, file=sys.stderr)
-        sums: dict[str, float] = {}
-        t0, n_img = time.time(), 0
-        for i, (views, _) in enumerate(loader):
-            if i >= steps_per_epoch:
-                break
-            step = epoch * steps_per_epoch + i
-            progress = step / total_steps
-            lr = lr_at(step, steps_per_epoch, epochs, base_lr, scfg.get("policy", "cosine"),
-                       scfg.get("warmup_epochs", 0), scfg.get("warmup_start", 0.0), scfg.get("min_lr", 0.0),
-                       scfg.get("milestones", ()), scfg.get("gamma", 0.1))
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            gen = torch.Generator().manual_seed((seed * 1_000_003 + step * world + rank) % 2**62)
-            if device_aug is not None:
-                x = views.to(device, non_blocking=True)
-                views = [device_aug(x, generator=gen) for _ in range(n_views)]
-            else:
-                views = [v.to(device, non_blocking=True) for v in views]
-            _hook(model, "before_step", progress)
-            with autocast():
-                out = ddp(views, generator=gen)
-            loss = out["loss"].float()
-            finite = torch.isfinite(loss.detach()).float()
-            if world > 1:
-                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-            if finite.item() < 1:
-                bar.close()
-                last = ckpt.load(work_dir / ckpt.LATEST)["epoch"] if (work_dir / ckpt.LATEST).exists() else None
-                msg = (f"{work_dir}: loss is {loss.item()} at epoch {epoch + 1} iteration {i + 1} "
-                       f"(step {step}, lr {lr:g}); stopped. "
-                       + (f"Last good checkpoint: {work_dir / ckpt.LATEST} (epoch {last})." if last is not None
-                          else "No checkpoint was written yet."))
-                log.info(msg)
-                writer.close()
-                raise UnmixError(msg)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                _hook(model, "after_backward", progress)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                _hook(model, "after_backward", progress)
-                optimizer.step()
-            _hook(model, "after_step", progress)
+    for epoch in range(start_epoch, run.epochs):
+        run_epoch(run, epoch)
+    run.writer.close()
+    run.log.info(f"done in {(time.time() - t_run) / 60:.1f} min; encoder checkpoint: "
+                 f"{run.work_dir / ckpt.LATEST} (`unmix convert {run.work_dir / ckpt.LATEST}`)")
+    return 0
 
-            scalars = {k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}
-            scalars["loss"] = float(loss.detach())
+
+def _log_settings(run: Run) -> None:
+    m, d, o, s = run.mcfg, run.dcfg, run.ocfg, run.scfg
+    run.log.info(
+        f"pretrain {m['type']} {m.get('arch')} on {d['name']} ({len(run.ds)} images): "
+        f"{run.epochs} epochs x {run.steps_per_epoch} iterations, batch {run.batch} "
+        f"({run.world} x {run.per_proc}), lr {run.base_lr:g} ({o.get('type', 'sgd')}, "
+        f"{s.get('policy', 'cosine')}), amp {run.amp}, device {run.device}, unmix {m.get('unmix')}, "
+        f"first form {(d.get('first_form') or {}).get('enabled', False)}; work dir {run.work_dir}")
+
+
+def run_epoch(run: Run, epoch: int) -> None:
+    """One epoch: every iteration, the epoch's log line (+ kNN monitor), the checkpoint."""
+    from tqdm import tqdm
+
+    # Everything random in an epoch is a function of (seed, epoch, rank, step): a resumed run
+    # continues the same trajectory as an uninterrupted one.
+    es = epoch_seed(run.seed, epoch, run.rank)
+    torch.manual_seed(es)
+    random.seed(es)
+    np.random.seed(es)
+    if hasattr(run.ds, "set_epoch"):
+        run.ds.set_epoch(epoch)
+    loader = make_loader(run.ds, run.per_proc, int(run.dcfg.get("num_workers", 4)), run.seed, epoch,
+                         run.rank, run.world, run.device.type == "cuda")
+    run.model.train()
+    bar = tqdm(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{run.epochs}",
+               disable=run.rank != 0, dynamic_ncols=True, leave=False, file=sys.stderr)
+    sums: dict[str, float] = {}
+    t0 = time.time()
+    try:
+        for i, (views, _) in enumerate(loader):
+            if i >= run.steps_per_epoch:
+                break
+            scalars, lr = train_step(run, views, epoch, i)
             for k, v in scalars.items():
                 sums[k] = sums.get(k, 0.0) + v
-            n_img += batch
-            if rank == 0:
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps({"epoch": epoch, "iter": i, "step": step, "lr": lr, **scalars}) + "\n")
-                if step % log_interval == 0:
-                    for k, v in scalars.items():
-                        writer.add_scalar(f"train/{k}", v, step)
-                    writer.add_scalar("train/lr", lr, step)
+            if run.rank == 0:
                 bar.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{lr:.3g}")
                 bar.update(1)
+    finally:
         bar.close()
-        dt = time.time() - t0
-        means = {k: v / steps_per_epoch for k, v in sums.items()}
-        msg = f"epoch {epoch + 1}/{epochs} " + " ".join(f"{k} {v:.4f}" for k, v in means.items()) + \
-              f" | {dt:.1f} s, {n_img / max(dt, 1e-9):.1f} img/s"
-        if kcfg.get("interval") and ((epoch + 1) % kcfg["interval"] == 0 or epoch + 1 == epochs):
-            acc = knn_monitor(model, kcfg, dcfg, device, autocast, per_proc) if rank == 0 else None
-            if acc is not None:
-                msg += f" | kNN top-1 {acc:.2f}"
-                writer.add_scalar("knn/top1", acc, epoch + 1)
-            if world > 1:
-                dist.barrier()
-        log.info(msg)
-        for k, v in means.items():
-            writer.add_scalar(f"epoch/{k}", v, epoch + 1)
-        if rank == 0:
-            keep = (epoch + 1) % ckpt_interval == 0 or epoch + 1 == epochs
-            path = ckpt.save(work_dir, model, _model_meta(cfg, mcfg, dcfg, epoch + 1, epochs), optimizer, scaler,
-                             epoch + 1, keep)
-            log.info(f"saved {path}")
-        if world > 1:
+    end_epoch(run, epoch, {k: v / run.steps_per_epoch for k, v in sums.items()}, time.time() - t0)
+
+
+def train_step(run: Run, views, epoch: int, i: int) -> tuple[dict[str, float], float]:
+    """One optimisation step; returns (the logged scalars, lr). A non-finite loss stops the run."""
+    step = epoch * run.steps_per_epoch + i
+    progress = step / (run.epochs * run.steps_per_epoch)
+    s = run.scfg
+    lr = lr_at(step, run.steps_per_epoch, run.epochs, run.base_lr, s.get("policy", "cosine"),
+               s.get("warmup_epochs", 0), s.get("warmup_start", 0.0), s.get("min_lr", 0.0),
+               s.get("milestones", ()), s.get("gamma", 0.1))
+    for g in run.optimizer.param_groups:
+        g["lr"] = lr
+    gen = torch.Generator().manual_seed((run.seed * 1_000_003 + step * run.world + run.rank) % 2**62)
+    if run.device_aug is not None:
+        x = views.to(run.device, non_blocking=True)
+        views = [run.device_aug(x, generator=gen) for _ in range(run.n_views)]
+    else:
+        views = [v.to(run.device, non_blocking=True) for v in views]
+    _hook(run.model, "before_step", progress)
+    autocast = torch.autocast(run.device.type, dtype=run.amp_dtype) if run.amp_dtype else contextlib.nullcontext()
+    with autocast:
+        out = run.ddp(views, generator=gen)
+    loss = out["loss"].float()
+    _stop_unless_finite(run, loss, epoch, i, step, lr)
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.optimizer)
+        _hook(run.model, "after_backward", progress)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        loss.backward()
+        _hook(run.model, "after_backward", progress)
+        run.optimizer.step()
+    _hook(run.model, "after_step", progress)
+    scalars = {k: float(v.detach()) for k, v in out.items() if torch.is_tensor(v) and v.numel() == 1}
+    scalars["loss"] = float(loss.detach())
+    if run.rank == 0:
+        _log_step(run, epoch, i, step, lr, scalars)
+    return scalars, lr
+
+
+def _stop_unless_finite(run: Run, loss: torch.Tensor, epoch: int, i: int, step: int, lr: float) -> None:
+    finite = torch.isfinite(loss.detach()).float()
+    if run.world > 1:
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    if finite.item() >= 1:
+        return
+    latest = run.work_dir / ckpt.LATEST
+    last = ckpt.load(latest)["epoch"] if latest.exists() else None
+    msg = (f"{run.work_dir}: loss is {loss.item()} at epoch {epoch + 1} iteration {i + 1} "
+           f"(step {step}, lr {lr:g}); stopped. "
+           + (f"Last good checkpoint: {latest} (epoch {last})." if last is not None
+              else "No checkpoint was written yet."))
+    run.log.info(msg)
+    run.writer.close()
+    raise UnmixError(msg)
+
+
+def _log_step(run: Run, epoch: int, i: int, step: int, lr: float, scalars: dict[str, float]) -> None:
+    with open(run.metrics_path, "a") as f:
+        f.write(json.dumps({"epoch": epoch, "iter": i, "step": step, "lr": lr, **scalars}) + "\n")
+    if step % int(run.tcfg.get("log_interval", 10)) == 0:
+        for k, v in scalars.items():
+            run.writer.add_scalar(f"train/{k}", v, step)
+        run.writer.add_scalar("train/lr", lr, step)
+
+
+def end_epoch(run: Run, epoch: int, means: dict[str, float], seconds: float) -> None:
+    """The epoch's log line (means, img/s, kNN top-1 when due) and its checkpoint."""
+    n_img = run.steps_per_epoch * run.batch
+    msg = f"epoch {epoch + 1}/{run.epochs} " + " ".join(f"{k} {v:.4f}" for k, v in means.items()) + \
+          f" | {seconds:.1f} s, {n_img / max(seconds, 1e-9):.1f} img/s"
+    k = run.kcfg
+    if k.get("interval") and ((epoch + 1) % k["interval"] == 0 or epoch + 1 == run.epochs):
+        if run.rank == 0:
+            acc = knn_monitor(run.model, k, run.dcfg, run.device, run.amp_dtype, run.per_proc)
+            msg += f" | kNN top-1 {acc:.2f}"
+            run.writer.add_scalar("knn/top1", acc, epoch + 1)
+        if run.world > 1:
             dist.barrier()
-    writer.close()
-    log.info(f"done in {(time.time() - t_run) / 60:.1f} min; encoder checkpoint: {work_dir / ckpt.LATEST} "
-             f"(`unmix convert {work_dir / ckpt.LATEST}`)")
-    return 0
+    run.log.info(msg)
+    for key, v in means.items():
+        run.writer.add_scalar(f"epoch/{key}", v, epoch + 1)
+    if run.rank == 0:
+        keep = (epoch + 1) % int(run.tcfg.get("checkpoint_interval", 10)) == 0 or epoch + 1 == run.epochs
+        meta = _model_meta(run.cfg, run.mcfg, run.dcfg, epoch + 1, run.epochs)
+        path = ckpt.save(run.work_dir, run.model, meta, run.optimizer, run.scaler, epoch + 1, keep)
+        run.log.info(f"saved {path}")
+    if run.world > 1:
+        dist.barrier()

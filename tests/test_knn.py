@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from transfer.frozen.common import extract_features, topk_accuracy
+from pretrain.features import extract_features
+from transfer.frozen.common import topk_accuracy
 from pretrain.knn import knn_predict
 from tests import fakedata
 

@@ -1,10 +1,9 @@
 """Frozen-encoder feature extraction, and the plumbing `unmix knn|linear|flatness` share.
 
-`extract_features` is the one way the three evaluations turn images into features: encoder in
-eval mode (batch norm uses its running statistics, as a frozen backbone should), no gradients,
-pooled (N, C) float32 features gathered on the CPU with their labels.
+Features come from `pretrain.features.extract_features` (encoder in eval mode, no gradients,
+pooled float32 features on the CPU), as in the pretraining loop's kNN monitor.
 
-The rest is what the three commands have in common: the common options, reading any checkpoint
+This module is what the three commands have in common: the common options, reading any checkpoint
 through `transfer.convert` (so every format the converter knows works here), building a data
 loader with clear errors for bad input, the work dir with its log file, and the record's
 `checkpoint` block.
@@ -14,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,45 +29,9 @@ DEFAULT_TEST_SPLIT = {"cifar10": "test", "cifar100": "test", "stl10": "test"}
 FALLBACK_TEST_SPLIT = "val"  # tiny-imagenet, imagenet, imagenet100, folder
 
 
-def progress(iterable, desc: str, total: int | None = None):
-    """tqdm when it is installed and stderr is a terminal or a log is wanted; a plain pass-through
-    otherwise. tqdm writes to stderr, so stdout stays parseable."""
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return iterable
-    disable = os.environ.get("UNMIX_NO_PROGRESS") == "1"
-    return tqdm(iterable, desc=desc, total=total, disable=disable, leave=False, dynamic_ncols=True,
-                mininterval=2.0 if not sys.stderr.isatty() else 0.1)
-
-
-@torch.no_grad()
-def extract_features(encoder: nn.Module, loader, device: str | torch.device, amp: bool = False,
-                     desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
-    """Run a frozen encoder over `loader` and return `(feats, labels)`.
-
-    Shape: feats (N, C) float32 on the CPU, labels (N,) int64 on the CPU, in loader order.
-
-    The encoder is put in eval mode (and left in it); `amp` uses bfloat16 autocast on CUDA (the
-    features are still returned in float32).
-    """
-    device = torch.device(device)
-    encoder.eval()
-    feats: list[torch.Tensor] = []
-    labels: list[torch.Tensor] = []
-    use_amp = amp and device.type == "cuda"
-    total = len(loader) if hasattr(loader, "__len__") else None
-    for images, targets in progress(loader, desc, total):
-        images = images.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = encoder(images)
-        if out.dim() > 2:  # an encoder that returns maps: pool like the ResNet head does
-            out = torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
-        feats.append(out.float().cpu())
-        labels.append(torch.as_tensor(targets).long().cpu())
-    if not feats:
-        raise UnmixError("the dataset is empty: no images to extract features from")
-    return torch.cat(feats), torch.cat(labels)
+def amp_dtype(amp: bool, device: str | torch.device) -> torch.dtype | None:
+    """--amp: bfloat16 autocast for the frozen encoder, on CUDA only."""
+    return torch.bfloat16 if amp and torch.device(device).type == "cuda" else None
 
 
 # --------------------------------------------------------------------------------------------

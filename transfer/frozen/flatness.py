@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from pretrain.features import extract_features
 from transfer.frozen import common as fx
 from transfer.report.plots import plot_flat
 from unmix.core.env import env_info
@@ -109,10 +110,10 @@ def run(args: argparse.Namespace) -> int:
             t0 = time.time()
             try:
                 fx.seed_everything(args.seed)
-                feats, _ = fx.extract_features(
+                feats, _ = extract_features(
                     encoder.to(device),
                     fx.make_loader(dataset, args.batch_size, args.workers, device=device),
-                    device, args.amp, desc=label)
+                    device, fx.amp_dtype(args.amp, device), desc=label)
                 stats = flatness_stats(feats, args.temperature)
                 metrics = flatness_metrics(stats)
             except UnmixError:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from pretrain.knn import knn_predict
+from pretrain.features import extract_features
 from transfer.frozen import common as fx
 from unmix.core import records
 from unmix.core.env import env_info
@@ -47,13 +48,13 @@ def run(args: argparse.Namespace) -> int:
         try:
             fx.seed_everything(args.seed)
             encoder.to(device)
-            bank, bank_labels = fx.extract_features(
+            bank, bank_labels = extract_features(
                 encoder, fx.make_loader(train_set, args.batch_size, args.workers, device=device),
-                device, args.amp, desc=f"bank ({args.train_split})")
+                device, fx.amp_dtype(args.amp, device), desc=f"bank ({args.train_split})")
             log.info("bank: %d x %d features", *bank.shape)
-            feats, labels = fx.extract_features(
+            feats, labels = extract_features(
                 encoder, fx.make_loader(test_set, args.batch_size, args.workers, device=device),
-                device, args.amp, desc=f"query ({test_split})")
+                device, fx.amp_dtype(args.amp, device), desc=f"query ({test_split})")
             log.info("queries: %d x %d features", *feats.shape)
             scores = knn_predict(feats, bank.to(device), bank_labels, num_classes, args.k, args.t)
             metrics = fx.topk_accuracy(scores, labels)

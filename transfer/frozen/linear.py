@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pretrain.features import extract_features, progress
 from transfer.frozen import common as fx
 from unmix.core.env import env_info
 from unmix.core import files, records
@@ -263,9 +264,9 @@ def _run_probe(args, encoder, train_set, test_set, num_classes, p: Protocol, epo
     encoder.to(device).eval()
     for param in encoder.parameters():
         param.requires_grad_(False)
-    test_feats, test_labels = fx.extract_features(
+    test_feats, test_labels = extract_features(
         encoder, fx.make_loader(test_set, args.batch_size, args.workers, device=device),
-        device, args.amp, desc=f"features ({test_split})")
+        device, fx.amp_dtype(args.amp, device), desc=f"features ({test_split})")
     dim = test_feats.size(1)
     probe = LinearProbe(dim, num_classes)
 
@@ -281,7 +282,7 @@ def _run_probe(args, encoder, train_set, test_set, num_classes, p: Protocol, epo
         def batches(epoch: int):
             encoder.eval()  # frozen: BN running stats must not move
             loader.generator.manual_seed(args.seed + epoch)  # same order on resume
-            for x, y in fx.progress(loader, f"epoch {epoch + 1}/{epochs}", len(loader)):
+            for x, y in progress(loader, f"epoch {epoch + 1}/{epochs}", len(loader)):
                 yield encode(x), y
 
         if p.feature_norm == "standardize":
@@ -294,9 +295,9 @@ def _run_probe(args, encoder, train_set, test_set, num_classes, p: Protocol, epo
             probe.set_standardization(torch.cat(sample))
         n_train = len(train_set)
     else:
-        train_feats, train_labels = fx.extract_features(
+        train_feats, train_labels = extract_features(
             encoder, fx.make_loader(train_set, args.batch_size, args.workers, device=device),
-            device, args.amp, desc="features (train)")
+            device, fx.amp_dtype(args.amp, device), desc="features (train)")
         if p.feature_norm == "standardize":
             probe.set_standardization(train_feats)
         batches = cached_batches(train_feats, train_labels, bs, args.seed)
