@@ -184,9 +184,10 @@ def _pick_container(obj: Any, fmt: F.Format, enc: F.Encoder) -> tuple[Mapping[st
     return sd, c
 
 
-def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = None,
-                       encoder: str | None = None) -> Conversion:
-    """Convert an already-loaded checkpoint object. Raises `UnmixError` (without file name)."""
+def _format_and_encoder(obj: Any, fmt: str | None, encoder: str | None,
+                        arch: str | None) -> tuple[F.Format, str, F.Encoder]:
+    """The format (given or detected) and the encoder to take: by the format's name for it, or a
+    literal key prefix for checkpoints its rules do not cover."""
     fmt_name = fmt or F.detect(obj)
     if fmt_name is None:
         top = list(obj)[:6] if isinstance(obj, Mapping) else type(obj).__name__
@@ -196,17 +197,15 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
     spec = F.FORMATS[fmt_name]
     if arch is not None and arch not in ARCHS:
         raise ConvertError(f"unknown --arch {arch!r} (choose from {', '.join(ARCHS)})")
-
     if encoder is None or encoder in spec.encoders:
         enc_name = encoder or spec.default_encoder
-        enc = spec.encoders[enc_name]
-    else:
-        # A literal key prefix (after wrapper stripping), for checkpoints the rules do not cover.
-        enc_name = encoder
-        enc = F.Encoder("" if encoder in ("", "<root>", ".") else encoder.rstrip(".") + ".")
-    raw, container = _pick_container(obj, spec, enc)
+        return spec, enc_name, spec.encoders[enc_name]
+    literal = "" if encoder in ("", "<root>", ".") else encoder.rstrip(".") + "."
+    return spec, encoder, F.Encoder(literal)
 
-    # Full keys after wrapper stripping and the format's renames; remember the source key.
+
+def _renamed(raw: Mapping[str, Any], spec: F.Format) -> dict[str, tuple[str, Any]]:
+    """Full key after wrapper stripping and the format's renames -> (source key, tensor)."""
     renamed: dict[str, tuple[str, Any]] = {}
     for k, v in raw.items():
         if not F.is_tensor_like(v):
@@ -216,40 +215,52 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
             # DataParallel + plain copies of one model, e.g. 'module.x' and 'x': same name twice.
             raise ConvertError(f"keys {renamed[nk][0]!r} and {k!r} both map to {nk!r}")
         renamed[nk] = (str(k), v)
-    candidates = find_resnets(set(renamed))
-    if not candidates:
-        sample = _short(sorted(renamed)[:4])
-        raise ConvertError(f"not a ResNet: no conv1/layer1-4 structure found (keys: {sample})")
+    return renamed
 
-    prefix = enc.prefix
-    if prefix is None:
+
+def _encoder_prefix(candidates: list[str], spec: F.Format, enc_name: str, enc: F.Encoder) -> str:
+    """The key prefix of the encoder to take among the ResNets found."""
+    if enc.prefix is None:
         # Rule: the only ResNet that is not a momentum/target copy.
         online = [p for p in candidates if F.role_of(p + "x", spec) != "momentum encoder"]
         pool = online or candidates
         if len(pool) != 1:
             raise ConvertError(
                 f"ambiguous: {len(pool)} ResNets in the checkpoint ({', '.join(p or '<root>' for p in pool)})"
-                " and format " f"{spec.name} has no rule to pick one; pass --encoder PREFIX")
-        prefix = pool[0]
-    elif prefix not in candidates:
+                f" and format {spec.name} has no rule to pick one; pass --encoder PREFIX")
+        return pool[0]
+    if enc.prefix not in candidates:
         raise ConvertError(
-            f"format {spec.name}: no ResNet under {prefix or '<root>'!r} for encoder {enc_name!r}"
+            f"format {spec.name}: no ResNet under {enc.prefix or '<root>'!r} for encoder {enc_name!r}"
             f" (ResNets found under: {', '.join(p or '<root>' for p in candidates)}; encoders of "
             f"this format: {', '.join(spec.encoders)})")
+    return enc.prefix
 
+
+def _local_keys(renamed: dict[str, tuple[str, Any]], prefix: str
+                ) -> tuple[dict[str, tuple[str, Any]], dict[int, str]]:
+    """The encoder's keys without `prefix`, in torchvision names (an `nn.Sequential` of the
+    ResNet's children renamed), and the Sequential index -> child name map used."""
     local = {k[len(prefix):]: sv for k, sv in renamed.items() if k.startswith(prefix)}
     if prefix == "":
         # At the root, the encoder is the ResNet-named part; the rest (SwAV's projection_head,
-        # prototypes...) sits beside it and is dropped by role below.
+        # prototypes...) sits beside it and is dropped by role later.
         local = {k: sv for k, sv in local.items() if _RESNET_TOP.match(k)}
-    seq_map: dict[int, str] = {}
-    if any(k.split(".", 1)[0].isdigit() for k in local):
-        seq_map = _sequential_names({k: v for k, (_, v) in local.items()})
-        local = {(seq_map[int(k.split('.', 1)[0])] + "." + k.split(".", 1)[1]
-                  if k.split(".", 1)[0].isdigit() and int(k.split(".", 1)[0]) in seq_map else k): sv
-                 for k, sv in local.items()}
+    if not any(k.split(".", 1)[0].isdigit() for k in local):
+        return local, {}
+    seq_map = _sequential_names({k: v for k, (_, v) in local.items()})
 
-    tensors = {k: _as_tensor(v) for k, (_, v) in local.items() if not k.startswith("fc.")}
+    def named(k: str) -> str:
+        head, _, rest = k.partition(".")
+        return f"{seq_map[int(head)]}.{rest}" if head.isdigit() and int(head) in seq_map else k
+
+    return {named(k): sv for k, sv in local.items()}, seq_map
+
+
+def _checked_arch(obj: Any, spec: F.Format, tensors: dict[str, torch.Tensor],
+                  arch: str | None) -> tuple[str, str, dict]:
+    """(arch, stem) from the tensors, checked against --arch and the file's own meta; and that
+    meta (the format's `meta_key` block) or {}."""
     inferred, stem = infer_arch(tensors)
     if arch is not None and arch != inferred:
         raise ConvertError(f"weights are {describe_arch(inferred)} but --arch is {describe_arch(arch)}")
@@ -260,8 +271,12 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
             want = meta_src.get(key)
             if want is not None and want != got:
                 raise ConvertError(f"meta says {key} {want!r} but the tensors are {got!r}")
-    arch = inferred
+    return inferred, stem, meta_src
 
+
+def _complete(tensors: dict[str, torch.Tensor], arch: str, stem: str, prefix: str) -> list[str]:
+    """Check `tensors` against the target arch key by key (filling a missing num_batches_tracked
+    with 0); returns the keys filled."""
     shapes = target_shapes(arch, stem)
     unexpected = sorted(set(tensors) - set(shapes))
     if unexpected:
@@ -282,21 +297,16 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
            if tuple(tensors[k].shape) != shapes[k]]
     if bad:
         raise ConvertError(f"shape mismatch with {arch}: {_short(bad, 3)}")
+    return filled
 
-    source_tensors = {k: tensors[k] for k in shapes}
-    state_dict: dict[str, torch.Tensor] = {}
-    src_dtypes: set[str] = set()
-    for k in shapes:
-        t = tensors[k]
-        if t.is_floating_point():
-            src_dtypes.add(str(t.dtype).replace("torch.", ""))
-            t = t.detach().to(torch.float32)
-        state_dict[k] = t.detach().contiguous().clone()
 
-    # Everything not taken, grouped by role.
-    taken_src = {local[k][0] for k in local if k in shapes}
+def _dropped(obj: Any, spec: F.Format, renamed: dict[str, tuple[str, Any]],
+             local: dict[str, tuple[str, Any]], taken: set[str], container: str | None
+             ) -> dict[str, list[str]]:
+    """Every source key not taken, grouped by role (heads, momentum encoder, queue, ...)."""
+    taken_src = {local[k][0] for k in taken}
     head_src = {local[k][0] for k in local if k.startswith("fc.")}
-    taken_ids = {_storage_id(local[k][1]) for k in local if k in shapes}
+    taken_ids = {_storage_id(local[k][1]) for k in taken}
     dropped: dict[str, list[str]] = {}
     for nk, (src_key, v) in renamed.items():
         if src_key in taken_src:
@@ -314,17 +324,39 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
             if sd_other:
                 dropped.setdefault(F.role_of(f"{top}.x", spec), []).extend(
                     f"{top}/{k}" for k in sd_other)
+    return dropped
 
+
+def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = None,
+                       encoder: str | None = None) -> Conversion:
+    """Convert an already-loaded checkpoint object. Raises `UnmixError` (without file name)."""
+    spec, enc_name, enc = _format_and_encoder(obj, fmt, encoder, arch)
+    raw, container = _pick_container(obj, spec, enc)
+    renamed = _renamed(raw, spec)
+    candidates = find_resnets(set(renamed))
+    if not candidates:
+        raise ConvertError(f"not a ResNet: no conv1/layer1-4 structure found "
+                           f"(keys: {_short(sorted(renamed)[:4])})")
+    prefix = _encoder_prefix(candidates, spec, enc_name, enc)
+    local, seq_map = _local_keys(renamed, prefix)
+    tensors = {k: _as_tensor(v) for k, (_, v) in local.items() if not k.startswith("fc.")}
+    arch, stem, meta_src = _checked_arch(obj, spec, tensors, arch)
+    filled = _complete(tensors, arch, stem, prefix)
+    shapes = target_shapes(arch, stem)
+    source_tensors = {k: tensors[k] for k in shapes}
+    state_dict: dict[str, torch.Tensor] = {}
+    src_dtypes: set[str] = set()
+    for k in shapes:
+        t = tensors[k]
+        if t.is_floating_point():
+            src_dtypes.add(str(t.dtype).replace("torch.", ""))
+            t = t.detach().to(torch.float32)
+        state_dict[k] = t.detach().contiguous().clone()
+    dropped = _dropped(obj, spec, renamed, local, set(local) & set(shapes), container)
     meta = {
-        "format": spec.name,
-        "format_title": spec.title,
-        "encoder": enc_name,
-        "encoder_prefix": prefix,
-        "container": container,
-        "arch": arch,
-        "depth": ARCHS[arch].depth,
-        "width": ARCHS[arch].width,
-        "stem": stem,
+        "format": spec.name, "format_title": spec.title, "encoder": enc_name,
+        "encoder_prefix": prefix, "container": container, "arch": arch,
+        "depth": ARCHS[arch].depth, "width": ARCHS[arch].width, "stem": stem,
         "stem_padding": (int(meta_src.get("stem_padding") or spec.extra.get("cifar_stem_padding", 1))
                          if stem == "cifar" else 3),
         "num_tensors": len(state_dict),
