@@ -364,74 +364,76 @@ def _detector_titles(spec: TableSpec, sel: pd.DataFrame) -> tuple[str, str]:
     return spec.title.replace(head, actual, 1), spec.tex_title.replace(head, actual, 1)
 
 
-def _build(key: str, kind: str, protocol: str, title: str, tex_title: str, runs: pd.DataFrame,
-           failed: pd.DataFrame, metrics: list[Metric], groups: list[tuple[str, str | None]],
-           lead_headers: list[str], baseline: str, higher_is_better: bool | None,
-           decimals: int) -> Table:
-    info = _label_info(runs)
-    labels = sorted(info, key=lambda lab: _row_sort_key(info[lab], lab))
-    if baseline not in ("auto", "none") and baseline in labels:  # the explicit baseline row first
-        labels.remove(baseline)
-        labels.insert(0, baseline)
-    cols = _columns(groups, metrics)
-    table = Table(key, kind, protocol, title, tex_title, cols, lead_headers, [], higher_is_better)
-    marker_of: dict[str, str] = {}
-    markers = _markers()
+@dataclass
+class Selection:
+    """What one table is built from: its records and its shape."""
+    key: str
+    kind: str
+    protocol: str
+    title: str
+    tex_title: str
+    runs: pd.DataFrame            # finished, not superseded
+    failed: pd.DataFrame          # failed or unfinished, for the dashes' footnotes
+    metrics: list[Metric]
+    groups: list[tuple[str, str | None]]  # (BN title, BN mode) or [("", None)]
+    lead_headers: list[str]
+    higher_is_better: bool | None
 
-    def note(text: str) -> str:
-        if text not in marker_of:
-            marker_of[text] = next(markers)
-            table.footnotes.append((marker_of[text], text))
-        return marker_of[text]
 
-    grouped = bool(groups[0][0])
+class _Notes:
+    """Footnote markers, one per distinct text, in order of first use."""
 
-    def index(frame: pd.DataFrame) -> dict[tuple[str, str], list[dict[str, Any]]]:
-        """(label, BN as used or '?') -> its runs sorted by seed, as plain dicts (no per-cell pandas)."""
-        out: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for r in frame.to_dict("records"):
-            bn = r["bn_used"] if grouped and isinstance(r["bn_used"], str) else "?"
-            out.setdefault((r["label"], bn), []).append(r)
-        for lst in out.values():
-            lst.sort(key=lambda r: -1 if r["seed"] is None else r["seed"])
-        return out
+    def __init__(self, table: Table) -> None:
+        self.table, self.marker_of, self.markers = table, {}, _markers()
 
-    ok_runs, bad_runs = index(runs), index(failed)
+    def __call__(self, text: str) -> str:
+        if text not in self.marker_of:
+            self.marker_of[text] = next(self.markers)
+            self.table.footnotes.append((self.marker_of[text], text))
+        return self.marker_of[text]
 
-    def group_runs(which: dict, label: str, bn: str | None) -> list[dict[str, Any]]:
-        return which.get((label, (bn or "?") if grouped else "?"), [])
 
-    for label in labels:
-        lead = _lead(info[label])
-        row = Row(label, lead, [])
-        for col in cols:
-            sel = group_runs(ok_runs, label, col.bn)
-            cell = Cell()
-            if col.is_n:
-                cell.values = [float(len(sel))]
-                cell.seeds = [r["seed"] for r in sel]
-            else:
-                for r in sel:
-                    if col.metric.key in r["metrics"]:
-                        cell.values.append(float(r["metrics"][col.metric.key]))
-                        cell.seeds.append(r["seed"])
-            if not col.is_n and cell.values:
-                cell.mean = statistics.fmean(cell.values)
-                cell.std = statistics.stdev(cell.values) if len(cell.values) > 1 else None
-                cell.n_differs = len(cell.values) != len(sel)
-            elif not col.is_n:
-                where = f"{label}, {protocol}" + (f", BN {col.bn}" if col.group else "")
-                bad = group_runs(bad_runs, label, col.bn)
-                if len(bad):
-                    cell.note = note(f"{where}: no finished run ({len(bad)} failed or unfinished, "
-                                     "see Runs not tabulated).")
-                elif len(sel):
-                    cell.note = note(f"{where}: the records have no {col.metric.key!r} metric.")
-                else:
-                    cell.note = note(f"{where}: no run.")
-            row.cells.append(cell)
-        table.rows.append(row)
+def _index(frame: pd.DataFrame, grouped: bool) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """(label, BN as used or '?') -> its runs sorted by seed, as plain dicts (no per-cell pandas)."""
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in frame.to_dict("records"):
+        bn = r["bn_used"] if grouped and isinstance(r["bn_used"], str) else "?"
+        out.setdefault((r["label"], bn), []).append(r)
+    for lst in out.values():
+        lst.sort(key=lambda r: -1 if r["seed"] is None else r["seed"])
+    return out
 
+
+def _cell(col: Column, sel: list[dict[str, Any]], bad: list[dict[str, Any]], where: str,
+          note: _Notes) -> Cell:
+    """One cell from the runs of its row and group: the n column, or mean +- std of a metric,
+    or a dash with a footnote saying why."""
+    cell = Cell()
+    if col.is_n:
+        cell.values = [float(len(sel))]
+        cell.seeds = [r["seed"] for r in sel]
+        return cell
+    for r in sel:
+        if col.metric.key in r["metrics"]:
+            cell.values.append(float(r["metrics"][col.metric.key]))
+            cell.seeds.append(r["seed"])
+    if cell.values:
+        cell.mean = statistics.fmean(cell.values)
+        cell.std = statistics.stdev(cell.values) if len(cell.values) > 1 else None
+        cell.n_differs = len(cell.values) != len(sel)
+    elif bad:
+        cell.note = note(f"{where}: no finished run ({len(bad)} failed or unfinished, "
+                         "see Runs not tabulated).")
+    elif sel:
+        cell.note = note(f"{where}: the records have no {col.metric.key!r} metric.")
+    else:
+        cell.note = note(f"{where}: no run.")
+    return cell
+
+
+def _apply_baselines(table: Table, labels: list[str], info: dict[str, dict[str, Any]],
+                     baseline: str) -> None:
+    """Each row's baseline, signed differences, and the paired intervals over shared seeds."""
     by_label = {r.label: r for r in table.rows}
     base_of, table.diff_note = _resolve_baselines(labels, info, baseline)
     for row in table.rows:
@@ -440,7 +442,7 @@ def _build(key: str, kind: str, protocol: str, title: str, tex_title: str, runs:
         if row.baseline is None:
             continue
         base = by_label[row.baseline]
-        for col, cell, bcell in zip(cols, row.cells, base.cells):
+        for col, cell, bcell in zip(table.columns, row.cells, base.cells):
             if col.is_n or cell.mean is None or bcell.mean is None:
                 continue
             cell.diff = cell.mean - bcell.mean
@@ -451,17 +453,43 @@ def _build(key: str, kind: str, protocol: str, title: str, tex_title: str, runs:
                 table.paired.append(Paired(row.label, row.baseline, col.group, col.metric.text,
                                            seeds, mean, sd, t, lo, hi))
 
-    if higher_is_better is not None:
-        for j, col in enumerate(cols):
-            shown = [(round_half_up(r.cells[j].mean, decimals), r.cells[j]) for r in table.rows
-                     if not col.is_n and r.cells[j].mean is not None]
-            if len(shown) < 2:
-                continue
-            best = (max if higher_is_better else min)(v for v, _ in shown)
-            for v, cell in shown:
-                cell.best = v == best
 
-    table.provenance = _provenance(runs, labels, groups, protocol)
+def _mark_best(table: Table, decimals: int) -> None:
+    """Bold the best mean of each metric column, compared as shown (rounded)."""
+    if table.higher_is_better is None:
+        return
+    for j, col in enumerate(table.columns):
+        shown = [(round_half_up(r.cells[j].mean, decimals), r.cells[j]) for r in table.rows
+                 if not col.is_n and r.cells[j].mean is not None]
+        if len(shown) < 2:
+            continue
+        best = (max if table.higher_is_better else min)(v for v, _ in shown)
+        for v, cell in shown:
+            cell.best = v == best
+
+
+def _build(sel: Selection, baseline: str, decimals: int) -> Table:
+    info = _label_info(sel.runs)
+    labels = sorted(info, key=lambda lab: _row_sort_key(info[lab], lab))
+    if baseline not in ("auto", "none") and baseline in labels:  # the explicit baseline row first
+        labels.remove(baseline)
+        labels.insert(0, baseline)
+    cols = _columns(sel.groups, sel.metrics)
+    table = Table(sel.key, sel.kind, sel.protocol, sel.title, sel.tex_title, cols,
+                  sel.lead_headers, [], sel.higher_is_better)
+    note = _Notes(table)
+    grouped = bool(sel.groups[0][0])
+    ok_runs, bad_runs = _index(sel.runs, grouped), _index(sel.failed, grouped)
+    for label in labels:
+        row = Row(label, _lead(info[label]), [])
+        for col in cols:
+            key = (label, (col.bn or "?") if grouped else "?")
+            where = f"{label}, {sel.protocol}" + (f", BN {col.bn}" if col.group else "")
+            row.cells.append(_cell(col, ok_runs.get(key, []), bad_runs.get(key, []), where, note))
+        table.rows.append(row)
+    _apply_baselines(table, labels, info, baseline)
+    _mark_best(table, decimals)
+    table.provenance = _provenance(sel.runs, labels, sel.groups, sel.protocol)
     return table
 
 
@@ -537,10 +565,10 @@ def build_tables(runs: pd.DataFrame, baseline: str = "auto", decimals: int = 1) 
             spec = TableSpec(f"Detection protocol {name}", "",
                              tuple(_metrics_present(sel, {})))
         title, tex_title = _detector_titles(spec, sel)
-        tables.append(_build(_slug("detection", name), "detection", name, title, tex_title,
-                             sel, failed[(failed.kind == "detection") & (failed.protocol == name)],
-                             list(spec.metrics),
-                             _bn_groups(sel, spec.bn_modes), [], baseline, True, decimals))
+        tables.append(_build(Selection(
+            _slug("detection", name), "detection", name, title, tex_title, sel,
+            failed[(failed.kind == "detection") & (failed.protocol == name)], list(spec.metrics),
+            _bn_groups(sel, spec.bn_modes), [], True), baseline, decimals))
 
     for kind, title in (("linear", "Linear classification"), ("knn", "kNN classification")):
         cls = usable[usable.kind == kind]
@@ -549,11 +577,12 @@ def build_tables(runs: pd.DataFrame, baseline: str = "auto", decimals: int = 1) 
             sel = cls[(cls.protocol == name) & (cls.dataset.fillna("") == dataset)]
             on = f" on {dataset}" if dataset else ""
             t = f"{title} accuracy (%), {name}{on}"
-            table = _build(_slug(kind, name, dataset), kind, name, t, "",
-                           sel, failed[(failed.kind == kind) & (failed.protocol == name)
-                                       & (failed.dataset.fillna("") == dataset)],
-                           _metrics_present(sel, CLASSIFICATION_METRICS), [("", None)],
-                           ["Method", "Un-Mix", "Arch", "Epochs"], baseline, True, decimals)
+            table = _build(Selection(
+                _slug(kind, name, dataset), kind, name, t, "", sel,
+                failed[(failed.kind == kind) & (failed.protocol == name)
+                       & (failed.dataset.fillna("") == dataset)],
+                _metrics_present(sel, CLASSIFICATION_METRICS), [("", None)],
+                ["Method", "Un-Mix", "Arch", "Epochs"], True), baseline, decimals)
             table.dataset = dataset or None
             tables.append(table)
 
@@ -561,9 +590,10 @@ def build_tables(runs: pd.DataFrame, baseline: str = "auto", decimals: int = 1) 
     for name in sorted(set(flat.protocol)):
         sel = flat[flat.protocol == name]
         t = f"Flatness of the softmax output, {name}"
-        tables.append(_build(_slug("flatness", name), "flatness", name, t, "", sel,
-                             failed[(failed.kind == "flatness") & (failed.protocol == name)],
-                             _metrics_present(sel, {}), [("", None)], [], baseline, None, decimals))
+        tables.append(_build(Selection(
+            _slug("flatness", name), "flatness", name, t, "", sel,
+            failed[(failed.kind == "flatness") & (failed.protocol == name)],
+            _metrics_present(sel, {}), [("", None)], [], None), baseline, decimals))
     return tables
 
 
