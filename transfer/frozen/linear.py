@@ -191,55 +191,74 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fx.add_run_arguments(parser)
 
 
-def _protocol_name(base: str, p: Protocol, epochs: int, lr: float, bs: int, aug: bool) -> str:
-    name = f"linear-{base}"
-    if aug != p.aug:
-        name += "-aug" if aug else "-noaug"
-    if epochs != p.epochs:
-        name += f"-e{epochs}"
-    if lr != p.lr:
-        name += f"-lr{lr:g}"
-    if bs != p.batch_size:
-        name += f"-b{bs}"
-    return name
+class Settings(NamedTuple):
+    """The protocol as run: its base, and the epochs/lr/batch/augmentation actually used."""
+    base: str
+    p: Protocol
+    epochs: int
+    lr: float
+    bs: int
+    aug: bool
+
+    @property
+    def name(self) -> str:
+        name = f"linear-{self.base}"
+        if self.aug != self.p.aug:
+            name += "-aug" if self.aug else "-noaug"
+        if self.epochs != self.p.epochs:
+            name += f"-e{self.epochs}"
+        if self.lr != self.p.lr:
+            name += f"-lr{self.lr:g}"
+        if self.bs != self.p.batch_size:
+            name += f"-b{self.bs}"
+        return name
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    """The protocol's values with the command line's overrides; one-line errors for bad ones."""
+    base = args.protocol or DEFAULT_PROTOCOL.get(args.dataset, "cifar")
+    p = PROTOCOLS[base]
+    s = Settings(base, p, p.epochs if args.epochs is None else args.epochs,
+                 p.lr if args.lr is None else args.lr,
+                 p.batch_size if args.train_batch_size is None else args.train_batch_size,
+                 p.aug if args.aug is None else args.aug)
+    if s.epochs < 1:
+        raise UnmixError(f"--epochs {s.epochs}: must be at least 1")
+    if s.lr <= 0 or s.bs < 1:
+        raise UnmixError(f"--lr {s.lr} / --train-batch-size {s.bs}: must be positive")
+    return s
+
+
+def _protocol_block(args: argparse.Namespace, s: Settings, test_split: str) -> dict:
+    p = s.p
+    return {"name": s.name, "task": "classification", "base_protocol": s.base,
+            "dataset": args.dataset, "train_split": args.train_split, "test_split": test_split,
+            "seed": args.seed, "epochs": s.epochs, "lr": s.lr, "batch_size_total": s.bs,
+            "schedule": p.schedule, "milestones": list(p.milestones), "momentum": p.momentum,
+            "weight_decay": p.weight_decay, "aug": s.aug, "feature_norm": p.feature_norm,
+            "features": "pooled encoder output", "image_size": args.image_size, "source": p.source}
 
 
 def run(args: argparse.Namespace) -> int:
-    base = args.protocol or DEFAULT_PROTOCOL.get(args.dataset, "cifar")
-    p = PROTOCOLS[base]
-    epochs = p.epochs if args.epochs is None else args.epochs
-    lr = p.lr if args.lr is None else args.lr
-    bs = p.batch_size if args.train_batch_size is None else args.train_batch_size
-    aug = p.aug if args.aug is None else args.aug
-    if epochs < 1:
-        raise UnmixError(f"--epochs {epochs}: must be at least 1")
-    if lr <= 0 or bs < 1:
-        raise UnmixError(f"--lr {lr} / --train-batch-size {bs}: must be positive")
+    s = settings(args)
     device, label, test_split, encoder, ckpt = fx.prepare(args)
-    train_tf = train_transform(args.dataset, args.image_size) if aug else None
+    train_tf = train_transform(args.dataset, args.image_size) if s.aug else None
     train_set = fx.build_dataset(args.dataset, args.data_root, args.train_split, transform=train_tf,
                                  image_size=args.image_size)
     test_set = fx.build_dataset(args.dataset, args.data_root, test_split, image_size=args.image_size)
     num_classes = fx.num_classes_of(args.dataset, train_set)
 
     work_dir = Path(args.work_dir) if args.work_dir else fx.default_work_dir("linear", label, args.dataset)
-    protocol = {"name": _protocol_name(base, p, epochs, lr, bs, aug), "task": "classification",
-                "base_protocol": base, "dataset": args.dataset, "train_split": args.train_split,
-                "test_split": test_split, "seed": args.seed, "epochs": epochs, "lr": lr,
-                "batch_size_total": bs, "schedule": p.schedule, "milestones": list(p.milestones),
-                "momentum": p.momentum, "weight_decay": p.weight_decay, "aug": aug,
-                "feature_norm": p.feature_norm, "features": "pooled encoder output",
-                "image_size": args.image_size, "source": p.source}
+    protocol = _protocol_block(args, s, test_split)
     record = records.new_record("linear", ckpt, protocol, env=env_info(device))
     t0 = time.time()
     with work_dir_log(work_dir, "linear") as log:
         log.info("linear: %s (%s) on %s [%s -> %s], protocol %s, %d epochs, lr %g, batch %d, aug %s, "
                  "device %s", label, ckpt["path"], args.dataset, args.train_split, test_split,
-                 protocol["name"], epochs, lr, bs, aug, device)
+                 s.name, s.epochs, s.lr, s.bs, s.aug, device)
         try:
-            metrics, details, probe = _run_probe(args, encoder, train_set, test_set, num_classes,
-                                                 p, epochs, lr, bs, aug, device, work_dir, log,
-                                                 test_split)
+            data = (train_set, test_set, num_classes, test_split)
+            metrics, details, probe = _run_probe(args, s, encoder, data, device, work_dir, log)
         except UnmixError:
             raise
         except Exception as e:
@@ -247,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
             log.info("failed: %s", e)
             raise
         files.torch_save({"state_dict": probe.state_dict(), "protocol": protocol,
-                           "checkpoint": ckpt}, work_dir / "probe.pth")
+                          "checkpoint": ckpt}, work_dir / "probe.pth")
         record["details"] = details
         records.finish(record, metrics, wall_time_s=round(time.time() - t0, 3))
         path = records.write(record, work_dir)
@@ -258,8 +277,65 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_probe(args, encoder, train_set, test_set, num_classes, p: Protocol, epochs, lr, bs, aug,
-               device, work_dir: Path, log, test_split: str):
+def _augmented_batches(args, s: Settings, encoder, train_set, probe: LinearProbe, device):
+    """Batches of features of freshly augmented images, each epoch in a seeded order (so a
+    resumed probe sees the same order); standardisation from one pass over up to ~10k images."""
+    loader = fx.make_loader(train_set, s.bs, args.workers, shuffle=True, seed=args.seed, device=device)
+    dtype = fx.amp_dtype(args.amp, device)
+
+    @torch.no_grad()
+    def encode(x):
+        with torch.autocast(torch.device(device).type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            return encoder(x.to(device, non_blocking=True)).float()
+
+    def batches(epoch: int):
+        encoder.eval()  # frozen: BN running stats must not move
+        loader.generator.manual_seed(args.seed + epoch)  # same order on resume
+        for x, y in progress(loader, f"epoch {epoch + 1}/{s.epochs}", len(loader)):
+            yield encode(x), y
+
+    if s.p.feature_norm == "standardize":
+        sample = []
+        for i, (x, _) in enumerate(loader):
+            sample.append(encode(x).cpu())
+            if (i + 1) * s.bs >= 10_000:
+                break
+        probe.set_standardization(torch.cat(sample))
+    return batches, len(train_set)
+
+
+def _cached_batches(args, s: Settings, encoder, train_set, probe: LinearProbe, device):
+    """Batches of the training features, extracted once."""
+    train_feats, train_labels = extract_features(
+        encoder, fx.make_loader(train_set, args.batch_size, args.workers, device=device),
+        device, fx.amp_dtype(args.amp, device), desc="features (train)")
+    if s.p.feature_norm == "standardize":
+        probe.set_standardization(train_feats)
+    return cached_batches(train_feats, train_labels, s.bs, args.seed), train_feats.size(0)
+
+
+def _resume_probe(args, s: Settings, probe: LinearProbe, last: Path, device, log):
+    """(start epoch, optimizer, loss history) of a killed run of the same protocol (long ImageNet
+    probes), or a fresh start; an unreadable or foreign `last.pth` is ignored."""
+    if not last.exists():
+        return 0, None, []
+    try:
+        state = torch.load(last, map_location=device, weights_only=True)
+        if state.get("key") != _resume_key(args, s):
+            return 0, None, []
+        probe.load_state_dict(state["probe"])
+        opt = torch.optim.SGD(probe.fc.parameters(), lr=s.lr, momentum=s.p.momentum,
+                              weight_decay=s.p.weight_decay)
+        opt.load_state_dict(state["optimizer"])
+        log.info("resuming from %s at epoch %d", last, int(state["epoch"]) + 1)
+        return int(state["epoch"]), opt, list(state["history"])
+    except Exception as e:  # unreadable or foreign: start over
+        log.info("ignoring %s (%s)", last, e)
+        return 0, None, []
+
+
+def _run_probe(args, s: Settings, encoder, data, device, work_dir: Path, log):
+    train_set, test_set, num_classes, test_split = data
     fx.seed_everything(args.seed)
     encoder.to(device).eval()
     for param in encoder.parameters():
@@ -269,68 +345,24 @@ def _run_probe(args, encoder, train_set, test_set, num_classes, p: Protocol, epo
         device, fx.amp_dtype(args.amp, device), desc=f"features ({test_split})")
     dim = test_feats.size(1)
     probe = LinearProbe(dim, num_classes)
-
-    if aug:
-        loader = fx.make_loader(train_set, bs, args.workers, shuffle=True, seed=args.seed, device=device)
-
-        @torch.no_grad()
-        def encode(x):
-            with torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
-                                enabled=args.amp and str(device).startswith("cuda")):
-                return encoder(x.to(device, non_blocking=True)).float()
-
-        def batches(epoch: int):
-            encoder.eval()  # frozen: BN running stats must not move
-            loader.generator.manual_seed(args.seed + epoch)  # same order on resume
-            for x, y in progress(loader, f"epoch {epoch + 1}/{epochs}", len(loader)):
-                yield encode(x), y
-
-        if p.feature_norm == "standardize":
-            # statistics of the augmented training features, from up to ~10k images (one pass)
-            sample = []
-            for i, (x, _) in enumerate(loader):
-                sample.append(encode(x).cpu())
-                if (i + 1) * bs >= 10_000:
-                    break
-            probe.set_standardization(torch.cat(sample))
-        n_train = len(train_set)
-    else:
-        train_feats, train_labels = extract_features(
-            encoder, fx.make_loader(train_set, args.batch_size, args.workers, device=device),
-            device, fx.amp_dtype(args.amp, device), desc="features (train)")
-        if p.feature_norm == "standardize":
-            probe.set_standardization(train_feats)
-        batches = cached_batches(train_feats, train_labels, bs, args.seed)
-        n_train = train_feats.size(0)
+    make = _augmented_batches if s.aug else _cached_batches
+    batches, n_train = make(args, s, encoder, train_set, probe, device)
     log.info("train %d images, test %d images, %d-d features, %d classes", n_train,
              test_feats.size(0), dim, num_classes)
-
-    # resume a killed run of the same protocol (long ImageNet probes)
     last = work_dir / "last.pth"
-    start, opt, history = 0, None, []
     probe.to(device)
-    if last.exists():
-        try:
-            state = torch.load(last, map_location=device, weights_only=True)
-            if state.get("key") == _resume_key(args, epochs, lr, bs, aug):
-                probe.load_state_dict(state["probe"])
-                opt = torch.optim.SGD(probe.fc.parameters(), lr=lr, momentum=p.momentum,
-                                      weight_decay=p.weight_decay)
-                opt.load_state_dict(state["optimizer"])
-                start, history = int(state["epoch"]), list(state["history"])
-                log.info("resuming from %s at epoch %d", last, start + 1)
-        except Exception as e:  # unreadable or foreign: start over
-            log.info("ignoring %s (%s)", last, e)
+    start, opt, history = _resume_probe(args, s, probe, last, device, log)
 
     def on_epoch(epoch: int, loss: float, optimizer) -> None:
         history.append(loss)
-        log.info("epoch %d/%d  lr %.4g  loss %.4f", epoch + 1, epochs, optimizer.param_groups[0]["lr"], loss)
-        if aug:  # epochs are expensive only with augmentation; cached-feature epochs take ms
-            files.torch_save({"key": _resume_key(args, epochs, lr, bs, aug), "epoch": epoch + 1,
-                               "probe": probe.state_dict(), "optimizer": optimizer.state_dict(),
-                               "history": history}, last)
+        log.info("epoch %d/%d  lr %.4g  loss %.4f", epoch + 1, s.epochs, optimizer.param_groups[0]["lr"], loss)
+        if s.aug:  # epochs are expensive only with augmentation; cached-feature epochs take ms
+            files.torch_save({"key": _resume_key(args, s), "epoch": epoch + 1,
+                              "probe": probe.state_dict(), "optimizer": optimizer.state_dict(),
+                              "history": history}, last)
 
-    train_linear(probe, batches, epochs, lr, p.schedule, p.milestones, p.momentum, p.weight_decay,
+    p = s.p
+    train_linear(probe, batches, s.epochs, s.lr, p.schedule, p.milestones, p.momentum, p.weight_decay,
                  device, start_epoch=start, optimizer=opt, on_epoch=on_epoch)
     logits = predict(probe, test_feats, device)
     metrics = fx.topk_accuracy(logits, test_labels)
@@ -339,6 +371,6 @@ def _run_probe(args, encoder, train_set, test_set, num_classes, p: Protocol, epo
     return metrics, details, probe.cpu()
 
 
-def _resume_key(args, epochs, lr, bs, aug) -> str:
+def _resume_key(args, s: Settings) -> str:
     return "|".join(map(str, (Path(args.checkpoint).resolve(), args.dataset, args.train_split,
-                               args.protocol, epochs, lr, bs, aug, args.seed, args.image_size)))
+                               args.protocol, s.epochs, s.lr, s.bs, s.aug, args.seed, args.image_size)))
