@@ -36,6 +36,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from transfer.stack import install_stand_in
+
 VOC_IOU_THRS: tuple[float, ...] = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))
 COCO_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 VOC_KEYS = ("AP50", "AP", "AP75", "recall")
@@ -94,96 +96,101 @@ def voc_summary(result: dict[str, Any], classes: Sequence[str]) -> "OrderedDict[
     return out
 
 
-def _register():
-    from transfer.stack import install_stand_in
+install_stand_in()  # mmdet.evaluation imports mmcv.ops
 
-    install_stand_in()  # mmdet.evaluation imports mmcv.ops
-    from mmengine.logging import MMLogger
-    from mmdet.evaluation.metrics import CocoMetric, VOCMetric
-    from mmdet.registry import METRICS
-
-    @METRICS.register_module(force=True)
-    class UnmixVOCMetric(VOCMetric):
-        """AP50, AP (.50:.95), AP75, recall and per-class AP in percent; see the module doc."""
-
-        default_prefix = "pascal_voc"
-
-        def __init__(self, iou_thrs: Sequence[float] = VOC_IOU_THRS, eval_mode: str = "area",
-                     nproc: int | None = None, collect_device: str = "cpu",
-                     prefix: str | None = None) -> None:
-            iou_thrs = [float(t) for t in ([iou_thrs] if isinstance(iou_thrs, float) else iou_thrs)]
-            super().__init__(iou_thrs=iou_thrs, metric="mAP", eval_mode=eval_mode,
-                             collect_device=collect_device, prefix=prefix)
-            self.nproc = nproc
-
-        def compute_metrics(self, results: list) -> dict[str, float]:
-            gts, preds = zip(*results)
-            res = voc_map(preds, gts, self.iou_thrs, self.eval_mode, self.nproc)
-            out = voc_summary(res, self.dataset_meta["classes"])
-            MMLogger.get_current_instance().info(
-                f"VOC ({self.eval_mode}, {len(gts)} images): " +
-                " ".join(f"{k}={out[k]:.2f}" for k in VOC_KEYS if k in out))
-            return out
-
-    @METRICS.register_module(force=True)
-    class UnmixCocoMetric(CocoMetric):
-        """CocoMetric with official maxDets (1, 10, 100) and unrounded percentages."""
-
-        def __init__(self, *args, proposal_nums: Sequence[int] = (1, 10, 100), **kwargs) -> None:
-            super().__init__(*args, proposal_nums=proposal_nums, **kwargs)
-
-        def compute_metrics(self, results: list) -> dict[str, float]:
-            from mmengine.fileio import load
-            from mmdet.datasets.api_wrappers import COCO, COCOeval
-
-            metrics = [m for m in self.metrics if m in ("bbox", "segm")]
-            if self.format_only or metrics != self.metrics:
-                return super().compute_metrics(results)  # proposal recall etc.: mmdet's own
-            logger = MMLogger.get_current_instance()
-            gts, preds = zip(*results)
-            with tempfile.TemporaryDirectory() as tmp:
-                prefix = self.outfile_prefix or osp.join(tmp, "results")
-                if self._coco_api is None:
-                    self._coco_api = COCO(self.gt_to_coco_json(gt_dicts=gts, outfile_prefix=prefix))
-                if self.cat_ids is None:
-                    self.cat_ids = self._coco_api.get_cat_ids(cat_names=self.dataset_meta["classes"])
-                if self.img_ids is None:
-                    self.img_ids = self._coco_api.get_img_ids()
-                files = self.results2json(preds, prefix)
-                out: OrderedDict[str, float] = OrderedDict()
-                for iou_type in metrics:
-                    dets = load(files[iou_type])
-                    if iou_type == "segm":  # areas from the masks, not the boxes (as mmdet)
-                        for d in dets:
-                            d.pop("bbox", None)
-                    if not dets:
-                        logger.error(f"no {iou_type} detections at all: {iou_type} AP is 0")
-                        out.update({f"{iou_type}_{s}": 0.0 for s in COCO_STATS})
-                        continue
-                    ev = COCOeval(self._coco_api, self._coco_api.loadRes(dets), iou_type)
-                    ev.params.catIds = self.cat_ids
-                    ev.params.imgIds = self.img_ids
-                    ev.params.maxDets = list(self.proposal_nums)
-                    ev.params.iouThrs = self.iou_thrs
-                    ev.evaluate()
-                    ev.accumulate()
-                    ev.summarize()
-                    for i, s in enumerate(COCO_STATS):
-                        v = float(ev.stats[i])
-                        out[f"{iou_type}_{s}"] = 100 * v if v >= 0 else -1.0
-                    # precision: (iou, recall, class, area, maxDets); area 0 = all, maxDets -1
-                    prec = ev.eval["precision"]
-                    for k, cat_id in enumerate(self.cat_ids):
-                        p = prec[:, :, k, 0, -1]
-                        p = p[p > -1]
-                        name = self._coco_api.loadCats(cat_id)[0]["name"]
-                        out[f"classwise_{iou_type}_AP/{name}"] = 100 * float(p.mean()) if p.size else -1.0
-            return out
-
-    return UnmixVOCMetric, UnmixCocoMetric
+from mmdet.evaluation.metrics import CocoMetric, VOCMetric  # noqa: E402
+from mmdet.registry import METRICS  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
 
 
-UnmixVOCMetric, UnmixCocoMetric = _register()
+@METRICS.register_module(force=True)
+class UnmixVOCMetric(VOCMetric):
+    """AP50, AP (.50:.95), AP75, recall and per-class AP in percent; see the module doc."""
+
+    default_prefix = "pascal_voc"
+
+    def __init__(self, iou_thrs: Sequence[float] = VOC_IOU_THRS, eval_mode: str = "area",
+                 nproc: int | None = None, collect_device: str = "cpu",
+                 prefix: str | None = None) -> None:
+        iou_thrs = [float(t) for t in ([iou_thrs] if isinstance(iou_thrs, float) else iou_thrs)]
+        super().__init__(iou_thrs=iou_thrs, metric="mAP", eval_mode=eval_mode,
+                         collect_device=collect_device, prefix=prefix)
+        self.nproc = nproc
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        gts, preds = zip(*results)
+        res = voc_map(preds, gts, self.iou_thrs, self.eval_mode, self.nproc)
+        out = voc_summary(res, self.dataset_meta["classes"])
+        MMLogger.get_current_instance().info(
+            f"VOC ({self.eval_mode}, {len(gts)} images): " +
+            " ".join(f"{k}={out[k]:.2f}" for k in VOC_KEYS if k in out))
+        return out
+
+
+def coco_stats(ev, iou_type: str, coco_api, cat_ids: Sequence[int]) -> dict[str, float]:
+    """A finished COCOeval's six numbers and per-class AP, in percent (COCO's -1, "no ground
+    truth in this area range", stays -1)."""
+    out: dict[str, float] = {}
+    for i, s in enumerate(COCO_STATS):
+        v = float(ev.stats[i])
+        out[f"{iou_type}_{s}"] = 100 * v if v >= 0 else -1.0
+    # precision: (iou, recall, class, area, maxDets); area 0 = all, maxDets -1
+    prec = ev.eval["precision"]
+    for k, cat_id in enumerate(cat_ids):
+        p = prec[:, :, k, 0, -1]
+        p = p[p > -1]
+        name = coco_api.loadCats(cat_id)[0]["name"]
+        out[f"classwise_{iou_type}_AP/{name}"] = 100 * float(p.mean()) if p.size else -1.0
+    return out
+
+
+@METRICS.register_module(force=True)
+class UnmixCocoMetric(CocoMetric):
+    """CocoMetric with official maxDets (1, 10, 100) and unrounded percentages."""
+
+    def __init__(self, *args, proposal_nums: Sequence[int] = (1, 10, 100), **kwargs) -> None:
+        super().__init__(*args, proposal_nums=proposal_nums, **kwargs)
+
+    def _evaluate(self, iou_type: str, dets: list[dict]) -> dict[str, float]:
+        from mmdet.datasets.api_wrappers import COCOeval
+
+        if iou_type == "segm":  # areas from the masks, not the boxes (as mmdet)
+            for d in dets:
+                d.pop("bbox", None)
+        if not dets:
+            MMLogger.get_current_instance().error(f"no {iou_type} detections at all: {iou_type} AP is 0")
+            return {f"{iou_type}_{s}": 0.0 for s in COCO_STATS}
+        ev = COCOeval(self._coco_api, self._coco_api.loadRes(dets), iou_type)
+        ev.params.catIds = self.cat_ids
+        ev.params.imgIds = self.img_ids
+        ev.params.maxDets = list(self.proposal_nums)
+        ev.params.iouThrs = self.iou_thrs
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+        return coco_stats(ev, iou_type, self._coco_api, self.cat_ids)
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        from mmdet.datasets.api_wrappers import COCO
+        from mmengine.fileio import load
+
+        metrics = [m for m in self.metrics if m in ("bbox", "segm")]
+        if self.format_only or metrics != self.metrics:
+            return super().compute_metrics(results)  # proposal recall etc.: mmdet's own
+        gts, preds = zip(*results)
+        out: OrderedDict[str, float] = OrderedDict()
+        with tempfile.TemporaryDirectory() as tmp:
+            prefix = self.outfile_prefix or osp.join(tmp, "results")
+            if self._coco_api is None:
+                self._coco_api = COCO(self.gt_to_coco_json(gt_dicts=gts, outfile_prefix=prefix))
+            if self.cat_ids is None:
+                self.cat_ids = self._coco_api.get_cat_ids(cat_names=self.dataset_meta["classes"])
+            if self.img_ids is None:
+                self.img_ids = self._coco_api.get_img_ids()
+            files = self.results2json(preds, prefix)
+            for iou_type in metrics:
+                out.update(self._evaluate(iou_type, load(files[iou_type])))
+        return out
 
 
 def coco_metric_cfg(ann_file: str | None, metric: Sequence[str] = ("bbox",), **kwargs) -> dict:
