@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from transfer.stack import install_stand_in
 from unmix.core.errors import UnmixError
 
 DOC = "docs/detection-data-and-metrics.md"
@@ -215,71 +216,78 @@ def _checked_data_list(dataset, load, what: str) -> list[dict]:
     dataset._skips.emit(f"{what} {dataset.ann_file}")
     return data_list
 
-def _register():
-    # Only the mmcv._ext stand-in is needed to import mmdet.datasets; the full ensure_stack()
-    # imports this module itself.
-    from transfer.stack import install_stand_in
 
-    install_stand_in()
-    from mmdet.datasets import CocoDataset, VOCDataset
-    from mmdet.registry import DATASETS
-
-    @DATASETS.register_module(force=True)
-    class UnmixVOCDataset(VOCDataset):
-        """mmdet's VOCDataset; bad boxes clipped/skipped and counted, missing images an error."""
-
-        def load_data_list(self) -> list[dict]:
-            return _checked_data_list(self, super().load_data_list, "VOC annotations of")
-
-        def parse_data_info(self, img_info: dict) -> dict:
-            info = super().parse_data_info(img_info)
-            w, h = info["width"], info["height"]
-            where = os.path.basename(info["xml_path"])
-            kept = []
-            for inst in info["instances"]:
-                x1, y1, x2, y2 = inst["bbox"]
-                if x2 <= x1 or y2 <= y1:
-                    self._skips.add("degenerate", where)
-                    continue
-                cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
-                if cx2 <= cx1 or cy2 <= cy1:
-                    self._skips.add("outside", where)
-                    continue
-                if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
-                    self._skips.add("clipped", where)
-                    inst = dict(inst, bbox=[cx1, cy1, cx2, cy2])
-                kept.append(inst)
-            info["instances"] = kept
-            return info
-
-    @DATASETS.register_module(force=True)
-    class UnmixCocoDataset(CocoDataset):
-        """mmdet's CocoDataset (which skips bad boxes silently); here they are counted and reported,
-        and missing images are an error."""
-
-        def load_data_list(self) -> list[dict]:
-            return _checked_data_list(self, super().load_data_list, "COCO annotations")
-
-        def parse_data_info(self, raw_data_info: dict) -> dict:
-            # Classify with the same predicates CocoDataset.parse_data_info uses to skip, so the
-            # counts match what it drops; the skipping itself stays mmdet's.
-            img = raw_data_info["raw_img_info"]
-            where = f"image id {img['img_id']} ({img.get('file_name', '?')})"
-            for ann in raw_data_info["raw_ann_info"]:
-                if ann.get("ignore", False) or ann.get("category_id") not in self.cat_ids:
-                    continue
-                x1, y1, w, h = ann["bbox"]
-                inter_w = max(0, min(x1 + w, img["width"]) - max(x1, 0))
-                inter_h = max(0, min(y1 + h, img["height"]) - max(y1, 0))
-                if ann.get("area", 0) <= 0 or w < 1 or h < 1:
-                    self._skips.add("degenerate", where)
-                elif inter_w * inter_h == 0:
-                    self._skips.add("outside", where)
-                elif x1 < 0 or y1 < 0 or x1 + w > img["width"] or y1 + h > img["height"]:
-                    self._skips.add("kept_crossing", where)
-            return super().parse_data_info(raw_data_info)
-
-    return UnmixVOCDataset, UnmixCocoDataset
+def clip_voc_boxes(instances: list[dict], w: int, h: int, where: str, skips: _SkipReport) -> list[dict]:
+    """VOC instances with degenerate boxes and boxes wholly outside the image skipped, and boxes
+    crossing the border clipped to it, each counted in `skips`."""
+    kept = []
+    for inst in instances:
+        x1, y1, x2, y2 = inst["bbox"]
+        if x2 <= x1 or y2 <= y1:
+            skips.add("degenerate", where)
+            continue
+        cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
+        if cx2 <= cx1 or cy2 <= cy1:
+            skips.add("outside", where)
+            continue
+        if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
+            skips.add("clipped", where)
+            inst = dict(inst, bbox=[cx1, cy1, cx2, cy2])
+        kept.append(inst)
+    return kept
 
 
-UnmixVOCDataset, UnmixCocoDataset = _register()
+def coco_box_kind(ann: dict, img: dict) -> str | None:
+    """'degenerate', 'outside' or 'kept_crossing' for a COCO box, by the same predicates mmdet's
+    CocoDataset.parse_data_info uses to skip (so the counts match what it drops); None if fine."""
+    x1, y1, w, h = ann["bbox"]
+    inter_w = max(0, min(x1 + w, img["width"]) - max(x1, 0))
+    inter_h = max(0, min(y1 + h, img["height"]) - max(y1, 0))
+    if ann.get("area", 0) <= 0 or w < 1 or h < 1:
+        return "degenerate"
+    if inter_w * inter_h == 0:
+        return "outside"
+    if x1 < 0 or y1 < 0 or x1 + w > img["width"] or y1 + h > img["height"]:
+        return "kept_crossing"
+    return None
+
+
+# Only the mmcv._ext stand-in is needed to import mmdet.datasets.
+install_stand_in()
+
+from mmdet.datasets import CocoDataset, VOCDataset  # noqa: E402
+from mmdet.registry import DATASETS  # noqa: E402
+
+
+@DATASETS.register_module(force=True)
+class UnmixVOCDataset(VOCDataset):
+    """mmdet's VOCDataset; bad boxes clipped/skipped and counted, missing images an error."""
+
+    def load_data_list(self) -> list[dict]:
+        return _checked_data_list(self, super().load_data_list, "VOC annotations of")
+
+    def parse_data_info(self, img_info: dict) -> dict:
+        info = super().parse_data_info(img_info)
+        info["instances"] = clip_voc_boxes(info["instances"], info["width"], info["height"],
+                                           os.path.basename(info["xml_path"]), self._skips)
+        return info
+
+
+@DATASETS.register_module(force=True)
+class UnmixCocoDataset(CocoDataset):
+    """mmdet's CocoDataset (which skips bad boxes silently); here they are counted and reported,
+    and missing images are an error."""
+
+    def load_data_list(self) -> list[dict]:
+        return _checked_data_list(self, super().load_data_list, "COCO annotations")
+
+    def parse_data_info(self, raw_data_info: dict) -> dict:
+        img = raw_data_info["raw_img_info"]
+        where = f"image id {img['img_id']} ({img.get('file_name', '?')})"
+        for ann in raw_data_info["raw_ann_info"]:
+            if ann.get("ignore", False) or ann.get("category_id") not in self.cat_ids:
+                continue
+            kind = coco_box_kind(ann, img)
+            if kind:
+                self._skips.add(kind, where)
+        return super().parse_data_info(raw_data_info)  # the skipping itself stays mmdet's
