@@ -191,6 +191,48 @@ def _final_metrics(runner, hook) -> dict:
     return runner.test()
 
 
+def default_work_dir(checkpoint: str, protocol: str, bn: str, seed: int, label: str | None) -> Path:
+    tag = label or ("random-init" if checkpoint.lower() == "none" else Path(checkpoint).stem)
+    return DEFAULT_WORK_ROOT / f"{tag}_{protocol}_{bn}_s{seed}"
+
+
+def _running_record(checkpoint: str, protocol: str, bn: str, seed: int, label: str | None,
+                    work_dir: Path, world_size: int, cuda: bool) -> dict[str, Any]:
+    """The record as it stands before the checkpoint is converted: what was asked for."""
+    from transfer.stack import mmcv_ops_kind
+
+    env = env_info(device="cuda" if cuda else "cpu", world_size=world_size, mmcv_ops=mmcv_ops_kind())
+    ck_section = {"label": label or Path(checkpoint).stem, "path": checkpoint, "sha256": None,
+                  "format": None, "arch": None, "stem": None, "pretrain": None}
+    proto_section = {"name": protocol, "task": "detection", "seed": seed, "bn_requested": bn,
+                     "bn_used": None}
+    record = records.new_record("detection", ck_section, proto_section, env=env)
+    record["work_dir"] = str(work_dir)
+    return record
+
+
+def _train_and_evaluate(cfg, section: dict[str, Any], expected: dict | None, layout: str,
+                        resume: bool, verify_loading: bool) -> tuple[dict, dict, Any, Any]:
+    """mmengine's Runner on the resolved config, with the load check hook; (metrics, details,
+    runner, hook) of the final evaluation."""
+    from mmengine.runner import Runner
+
+    from transfer.detection.metrics import to_record_metrics
+
+    cfg.resume = bool(resume)
+    runner = Runner.from_cfg(cfg)
+    runner.logger.info("unmix: lr %.6g = %.6g x total batch %d / %d (linear scaling)",
+                       section["lr"], section["lr_base"], section["batch_size_total"],
+                       section["lr_base_batch"])
+    if section["bn_note"]:
+        runner.logger.warning("unmix: %s", section["bn_note"])
+    hook = _hooks(expected, layout, verify=verify_loading and not resume)
+    runner.register_hook(hook)
+    runner.train()
+    metrics, details = to_record_metrics(_final_metrics(runner, hook))
+    return metrics, details, runner, hook
+
+
 def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 0,
              work_dir: str | os.PathLike | None = None, data_root: str | None = None,
              cfg_options: dict | None = None, resume: bool = False, launcher: str = "none",
@@ -199,63 +241,39 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
 
     A failure writes a 'failed' record and re-raises.
     """
-    from transfer.stack import mmcv_ops_kind
-
     t0 = time.time()
     meta = protocols.get(protocol)
     rank, world_size = world_info(launcher)
     if world_size > 1 and launcher == "none":
         launcher = "pytorch"  # started by torchrun without --launcher
-    if work_dir is None:
-        tag = label or ("random-init" if checkpoint.lower() == "none" else Path(checkpoint).stem)
-        work_dir = DEFAULT_WORK_ROOT / f"{tag}_{protocol}_{bn or meta['default_bn']}_s{seed}"
-    work_dir = Path(work_dir).resolve()
+    bn_requested = bn or meta["default_bn"]
+    work_dir = Path(work_dir or default_work_dir(checkpoint, protocol, bn_requested, seed, label)).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
 
     protocols.register_modules()
     import torch
 
-    from transfer.detection.metrics import to_record_metrics
-
     cuda = torch.cuda.is_available()
     init_distributed(launcher, cuda)
-    env = env_info(device="cuda" if cuda else "cpu", world_size=world_size, mmcv_ops=mmcv_ops_kind())
-    ck_section = {"label": label or Path(checkpoint).stem, "path": checkpoint, "sha256": None,
-                  "format": None, "arch": None, "stem": None, "pretrain": None}
-    proto_section: dict[str, Any] = {"name": protocol, "task": "detection", "seed": seed,
-                                     "bn_requested": bn or meta["default_bn"], "bn_used": None}
-    record = records.new_record("detection", ck_section, proto_section, env=env)
-    record["work_dir"] = str(work_dir)
+    record = _running_record(checkpoint, protocol, bn_requested, seed, label, work_dir, world_size, cuda)
     try:
         ck_section, expected, backbone = prepare_checkpoint(checkpoint, work_dir)
         if label:
             ck_section["label"] = label
         record["checkpoint"] = ck_section
-        cfg, proto_section = build_config(protocol, bn, seed, work_dir, data_root, cfg_options,
-                                          backbone, launcher, world_size, cuda)
-        record["protocol"] = proto_section
-        if proto_section["bn_note"]:
-            protocols.warn(proto_section["bn_note"])
+        cfg, section = build_config(protocol, bn, seed, work_dir, data_root, cfg_options,
+                                    backbone, launcher, world_size, cuda)
+        record["protocol"] = section
+        if section["bn_note"]:
+            protocols.warn(section["bn_note"])
         if rank == 0:
             cfg.dump(str(work_dir / "config.py"))
             records.write(record, work_dir)
-        from mmengine.runner import Runner
-
-        cfg.resume = bool(resume)
-        runner = Runner.from_cfg(cfg)
-        runner.logger.info("unmix: lr %.6g = %.6g x total batch %d / %d (linear scaling)",
-                           proto_section["lr"], proto_section["lr_base"],
-                           proto_section["batch_size_total"], proto_section["lr_base_batch"])
-        if proto_section["bn_note"]:
-            runner.logger.warning("unmix: %s", proto_section["bn_note"])
-        hook = _hooks(expected, meta["layout"], verify=verify_loading and not resume)
-        runner.register_hook(hook)
-        runner.train()
-        raw = _final_metrics(runner, hook)
-        metrics, details = to_record_metrics(raw)
-        proto_section["iterations"] = runner.iter
-        if proto_section.get("epochs") is not None:
-            proto_section["epochs"] = runner.epoch
+        metrics, details, runner, hook = _train_and_evaluate(cfg, section, expected, meta["layout"],
+                                                             resume, verify_loading)
+        section["iterations"] = runner.iter
+        if section.get("epochs") is not None:
+            section["epochs"] = runner.epoch
         record["details"] = details
         record["backbone_load_checked"] = hook.checked
         records.finish(record, metrics, wall_time_s=round(time.time() - t0, 3))

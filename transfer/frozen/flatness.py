@@ -76,15 +76,62 @@ def _protocol_name(dataset: str, split: str, temperature: float) -> str:
     return f"flatness-{dataset}-{split}" + ("" if temperature == 1.0 else f"-T{temperature:g}")
 
 
+def _labels(args: argparse.Namespace) -> list[str]:
+    """One distinct label per checkpoint (given, or the file name); one-line errors otherwise."""
+    given = args.label or []
+    if given and len(given) != len(args.checkpoints):
+        raise UnmixError(f"--label given {len(given)} times for {len(args.checkpoints)} checkpoints")
+    labels = [fx.label_for(c, given[i] if given else None) for i, c in enumerate(args.checkpoints)]
+    if len(set(labels)) != len(labels):
+        raise UnmixError(f"checkpoint labels must be distinct, got {', '.join(labels)} (use --label)")
+    return labels
+
+
+def _details(stats: dict, feats: torch.Tensor, curve: list[float]) -> dict:
+    ent = stats["entropy"].double()
+    return {"sorted_probs": curve, "num_images": int(feats.size(0)), "feature_dim": int(feats.size(1)),
+            "entropy_mean_nats": ent.mean().item(), "entropy_max_nats": math.log(feats.size(1)),
+            "max_prob_quantiles": {str(q): stats["max_prob"].double().quantile(q).item()
+                                   for q in (0.05, 0.25, 0.5, 0.75, 0.95)},
+            "feature_nonzero_frac": (feats > 0).float().mean().item()}
+
+
+def _one(args, ckpt_path: str, label: str, dataset, device, protocol: dict, work_dir: Path,
+         log) -> tuple[dict, list[float]] | None:
+    """Evaluate one checkpoint and write its record; (metrics, curve), or None if it failed."""
+    encoder, ckpt = fx.load_encoder(ckpt_path, args.arch, args.fmt, args.encoder, args.trust_pickle)
+    ckpt["label"] = label
+    record = records.new_record("flatness", ckpt, protocol, env=env_info(device))
+    t0 = time.time()
+    try:
+        fx.seed_everything(args.seed)
+        feats, _ = extract_features(
+            encoder.to(device), fx.make_loader(dataset, args.batch_size, args.workers, device=device),
+            device, fx.amp_dtype(args.amp, device), desc=label)
+        stats = flatness_stats(feats, args.temperature)
+        metrics = flatness_metrics(stats)
+    except UnmixError:
+        raise
+    except Exception as e:
+        records.write(records.fail(record, e), work_dir)
+        log.info("%s: failed: %s", label, e)
+        return None
+    finally:
+        encoder.cpu()
+    curve = [float(f"{v:.6g}") for v in stats["sorted_probs"].tolist()]
+    record["details"] = _details(stats, feats, curve)
+    records.finish(record, metrics, wall_time_s=round(time.time() - t0, 3))
+    path = records.write(record, work_dir)
+    log.info("%s: max prob mean %.4f%% median %.4f%% std %.4f%%, entropy %.2f%% of log C -> %s",
+             label, metrics["max_prob_mean"], metrics["max_prob_median"],
+             metrics["max_prob_std"], metrics["entropy_mean"], path)
+    return metrics, curve
+
+
 def run(args: argparse.Namespace) -> int:
     if args.temperature <= 0:
         raise UnmixError(f"--temperature {args.temperature}: must be positive")
-    labels = args.label or []
-    if labels and len(labels) != len(args.checkpoints):
-        raise UnmixError(f"--label given {len(labels)} times for {len(args.checkpoints)} checkpoints")
-    labels = [fx.label_for(c, labels[i] if labels else None) for i, c in enumerate(args.checkpoints)]
-    if len(set(labels)) != len(labels):
-        raise UnmixError(f"checkpoint labels must be distinct, got {', '.join(labels)} (use --label)")
+    labels = _labels(args)
     for c in args.checkpoints:
         fx.check_checkpoint(c)
     device = fx.resolve_device(args.device)
@@ -93,54 +140,22 @@ def run(args: argparse.Namespace) -> int:
     dataset = fx.build_dataset(args.dataset, args.data_root, split, image_size=args.image_size)
     work_root = Path(args.work_dir) if args.work_dir else Path("work_dirs") / "flatness" / fx.safe_name(args.dataset)
     name = _protocol_name(args.dataset, split, args.temperature)
-
+    protocol = {"name": name, "task": "flatness", "dataset": args.dataset, "train_split": None,
+                "test_split": split, "seed": args.seed, "temperature": args.temperature,
+                "outputs": "pooled encoder features", "batch_size_total": args.batch_size,
+                "image_size": args.image_size}
     rows, curves, failures = [], {}, 0
     with work_dir_log(work_root, "flatness") as log:
         log.info("flatness: %d checkpoint(s) on %s [%s], T=%g, device %s", len(labels), args.dataset,
                  split, args.temperature, device)
         for ckpt_path, label in zip(args.checkpoints, labels):
-            encoder, ckpt = fx.load_encoder(ckpt_path, args.arch, args.fmt, args.encoder, args.trust_pickle)
-            ckpt["label"] = label
-            protocol = {"name": name, "task": "flatness", "dataset": args.dataset, "train_split": None,
-                        "test_split": split, "seed": args.seed, "temperature": args.temperature,
-                        "outputs": "pooled encoder features", "batch_size_total": args.batch_size,
-                        "image_size": args.image_size}
-            record = records.new_record("flatness", ckpt, protocol, env=env_info(device))
-            work_dir = work_root / fx.safe_name(label)
-            t0 = time.time()
-            try:
-                fx.seed_everything(args.seed)
-                feats, _ = extract_features(
-                    encoder.to(device),
-                    fx.make_loader(dataset, args.batch_size, args.workers, device=device),
-                    device, fx.amp_dtype(args.amp, device), desc=label)
-                stats = flatness_stats(feats, args.temperature)
-                metrics = flatness_metrics(stats)
-            except UnmixError:
-                raise
-            except Exception as e:
-                records.write(records.fail(record, e), work_dir)
-                log.info("%s: failed: %s", label, e)
+            done = _one(args, ckpt_path, label, dataset, device, dict(protocol),
+                        work_root / fx.safe_name(label), log)
+            if done is None:
                 failures += 1
                 continue
-            finally:
-                encoder.cpu()
-            curve = [float(f"{v:.6g}") for v in stats["sorted_probs"].tolist()]
-            ent = stats["entropy"].double()
-            record["details"] = {
-                "sorted_probs": curve, "num_images": int(feats.size(0)), "feature_dim": int(feats.size(1)),
-                "entropy_mean_nats": ent.mean().item(), "entropy_max_nats": math.log(feats.size(1)),
-                "max_prob_quantiles": {str(q): stats["max_prob"].double().quantile(q).item()
-                                       for q in (0.05, 0.25, 0.5, 0.75, 0.95)},
-                "feature_nonzero_frac": (feats > 0).float().mean().item(),
-            }
-            records.finish(record, metrics, wall_time_s=round(time.time() - t0, 3))
-            path = records.write(record, work_dir)
-            log.info("%s: max prob mean %.4f%% median %.4f%% std %.4f%%, entropy %.2f%% of log C -> %s",
-                     label, metrics["max_prob_mean"], metrics["max_prob_median"],
-                     metrics["max_prob_std"], metrics["entropy_mean"], path)
-            rows.append((label, metrics, curve))
-            curves[label] = curve
+            rows.append((label, *done))
+            curves[label] = done[1]
         if rows:
             print(comparison_table(rows, args.head))
             plot = work_root / "flatness.png"
