@@ -281,24 +281,48 @@ def check_data(cfg, dataset: str) -> None:
         set_data_root(cfg, str(found.path))
 
 
+def _voc_fpn_smoke(scale: tuple[int, int]) -> dict[str, Any]:
+    # 4 epochs over a 3x repeated VOC07+12 -> 1 epoch over the data once.
+    opts: dict[str, Any] = {"train_dataloader.dataset.times": 1}
+    for i in (0, 1):
+        ds = f"train_dataloader.dataset.dataset.datasets.{i}"
+        opts[f"{ds}.pipeline.2.scale"] = scale
+        opts[f"{ds}.filter_cfg.min_size"] = 8
+        opts[f"{ds}.filter_cfg.bbox_min_size"] = 4
+    opts.update({"train_cfg.max_epochs": 1, "param_scheduler.0.end": 1,
+                 "param_scheduler.0.milestones": [1]})
+    return opts
+
+
+def _voc_c4_smoke(scale: tuple[int, int], iters: int) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    for i in (0, 1):
+        opts[f"train_dataloader.dataset.datasets.{i}.pipeline.2.scales"] = [scale]
+        opts[f"train_dataloader.dataset.datasets.{i}.filter_cfg.min_size"] = 8
+    opts.update({"train_cfg.max_iters": iters, "train_cfg.val_interval": iters,
+                 "param_scheduler.0.end": 1, "param_scheduler.1.end": iters,
+                 "param_scheduler.1.milestones": [iters], "default_hooks.checkpoint.interval": iters})
+    return opts
+
+
+def _coco_smoke(scale: tuple[int, int]) -> dict[str, Any]:
+    return {"train_dataloader.dataset.pipeline.2.scale": scale,
+            "train_dataloader.dataset.filter_cfg.min_size": 8,
+            "train_cfg.max_epochs": 1, "param_scheduler.0.end": 1, "param_scheduler.1.end": 1,
+            "param_scheduler.1.milestones": [1]}
+
+
 def smoke_options(name: str, scale: tuple[int, int] = (128, 96), batch: int = 2,
                   iters: int = 2) -> dict[str, Any]:
     """cfg-options that shrink a protocol to a CPU smoke run: small images, `batch` per process,
     no dataloader workers, `iters` training iterations then one evaluation. The full-size settings
     stay in the config files; this is for tests, the demo and benchmarks."""
-    layout = get(name)["layout"]
-    ds = get(name)["dataset"]
-    opts: dict[str, Any] = {
-        "train_dataloader.batch_size": batch,
-        "train_dataloader.num_workers": 0,
-        "train_dataloader.persistent_workers": False,
-        "val_dataloader.num_workers": 0,
-        "val_dataloader.persistent_workers": False,
-        "test_dataloader.num_workers": 0,
-        "test_dataloader.persistent_workers": False,
-        "default_hooks.logger.interval": 1,
-        "log_processor.window_size": 1,
-    }
+    layout, ds = get(name)["layout"], get(name)["dataset"]
+    opts: dict[str, Any] = {"train_dataloader.batch_size": batch,
+                            "default_hooks.logger.interval": 1, "log_processor.window_size": 1}
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        opts[f"{loader}.num_workers"] = 0
+        opts[f"{loader}.persistent_workers"] = False
     # Fewer proposals/RoIs: the CPU cost of a smoke run is mostly RoI heads and NMS.
     if "retinanet" in name:
         opts["model.test_cfg.nms_pre"] = 100
@@ -309,38 +333,13 @@ def smoke_options(name: str, scale: tuple[int, int] = (128, 96), batch: int = 2,
                      "model.test_cfg.rpn.nms_pre": 200,
                      "model.test_cfg.rpn.max_per_img": 50})
     if ds == "voc" and layout == "fpn":
-        # 4 epochs over a 3x repeated VOC07+12 -> 1 epoch over the data once.
-        opts["train_dataloader.dataset.times"] = 1
-        for i in (0, 1):
-            opts[f"train_dataloader.dataset.dataset.datasets.{i}.pipeline.2.scale"] = scale
-            opts[f"train_dataloader.dataset.dataset.datasets.{i}.filter_cfg.min_size"] = 8
-            opts[f"train_dataloader.dataset.dataset.datasets.{i}.filter_cfg.bbox_min_size"] = 4
-        opts["val_dataloader.dataset.pipeline.1.scale"] = scale
-        opts["test_dataloader.dataset.pipeline.1.scale"] = scale
-        opts["train_cfg.max_epochs"] = 1
-        opts["param_scheduler.0.end"] = 1
-        opts["param_scheduler.0.milestones"] = [1]
+        opts.update(_voc_fpn_smoke(scale))
     elif ds == "voc":
-        for i in (0, 1):
-            opts[f"train_dataloader.dataset.datasets.{i}.pipeline.2.scales"] = [scale]
-            opts[f"train_dataloader.dataset.datasets.{i}.filter_cfg.min_size"] = 8
-        opts["val_dataloader.dataset.pipeline.1.scale"] = scale
-        opts["test_dataloader.dataset.pipeline.1.scale"] = scale
-        opts["train_cfg.max_iters"] = iters
-        opts["train_cfg.val_interval"] = iters
-        opts["param_scheduler.0.end"] = 1
-        opts["param_scheduler.1.end"] = iters
-        opts["param_scheduler.1.milestones"] = [iters]
-        opts["default_hooks.checkpoint.interval"] = iters
+        opts.update(_voc_c4_smoke(scale, iters))
     else:
-        opts["train_dataloader.dataset.pipeline.2.scale"] = scale
-        opts["train_dataloader.dataset.filter_cfg.min_size"] = 8
-        opts["val_dataloader.dataset.pipeline.1.scale"] = scale
-        opts["test_dataloader.dataset.pipeline.1.scale"] = scale
-        opts["train_cfg.max_epochs"] = 1
-        opts["param_scheduler.0.end"] = 1
-        opts["param_scheduler.1.end"] = 1
-        opts["param_scheduler.1.milestones"] = [1]
+        opts.update(_coco_smoke(scale))
+    opts["val_dataloader.dataset.pipeline.1.scale"] = scale
+    opts["test_dataloader.dataset.pipeline.1.scale"] = scale
     return opts
 
 
