@@ -8,10 +8,10 @@
 | ------------- | ----------------------------------------------------------------------- | ------ |
 | cifar10       | `cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}`          | train, test |
 | cifar100      | `cifar-100-python/{train,test,meta}`                                     | train, test |
-| stl10         | `stl10_binary/{train_X,train_y,test_X,test_y,unlabeled_X}.bin`           | train, test, unlabeled, train+unlabeled |
+| stl10         | `stl10_binary/{train,test}_{X,y}.bin, unlabeled_X.bin`  | train, test, unlabeled, train+unlabeled |
 | tiny-imagenet | `train/<wnid>/images/*.JPEG`, `val/images/*.JPEG` + `val/val_annotations.txt` | train, val |
 | imagenet      | `train/<wnid>/*.JPEG`, `val/<wnid>/*.JPEG`                               | train, val |
-| imagenet100   | as imagenet, restricted to `IMAGENET100_CLASSES` (seed 002, Appendix A) | train, val |
+| imagenet100   | as imagenet, restricted to `IMAGENET100_CLASSES` (arXiv 2003.05438v1, Appendix A) | train, val |
 | folder        | `<split>/<class>/*` (or `<class>/*` directly under root)                 | any |
 
 `root` may also be the dataset's own folder (e.g. `.../cifar-10-batches-py` or

@@ -1,4 +1,8 @@
-"""The first form of Un-Mix (seed 002, eqs. 3-5; flags of seed 001): dataset-level image mixtures.
+"""The first form of Un-Mix: dataset-level image mixtures.
+
+Paper: "Rethinking Image Mixture for Unsupervised Visual Representation Learning",
+arXiv 2003.05438v1, eqs. 3-5. Flags and defaults: the first code release (its `--IM` flags; the
+fork szq0214/CMC_with_Image_Mixture).
 
 Each training image is mixed with *other images of the dataset* (each with its own augmentation)
 before it reaches the encoder; the instance index/label stays the original's and the loss sees no
@@ -34,7 +38,7 @@ IM_TYPES = ("IM", "global", "region", "Cutout", "RandomErasing")
 
 @dataclass(frozen=True)
 class FirstFormParams:
-    """Defaults are the release's flag defaults (seed 001)."""
+    """Defaults are the release's flag defaults (the first code release, szq0214/CMC_with_Image_Mixture)."""
 
     im_type: str = "IM"
     g_alpha: float = 1.0

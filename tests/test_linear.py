@@ -44,7 +44,8 @@ def test_protocol_schedules():
     lr = lambda p, e: lr_at(e, p.lr, p.epochs, p.schedule, p.milestones)  # noqa: E731
     # MoCo main_lincls: 30 for epochs 0-59, 3 for 60-79, 0.3 for 80-99
     assert [lr(imnet, e) for e in (0, 59, 60, 79, 80, 99)] == pytest.approx([30, 30, 3, 3, .3, .3])
-    # seed 002 4.2: x0.1 at 60, 80 and 90 (ImageNet-1K); lr 10 and x0.1 at 30, 40, 50 (ImageNet-100)
+    # arXiv 2003.05438v1 section 4.2: x0.1 at 60, 80 and 90 (ImageNet-1K);
+    # lr 10 and x0.1 at 30, 40, 50 (ImageNet-100)
     assert lr(first, 95) == pytest.approx(0.03)
     assert (in100.epochs, in100.lr) == (60, 10.0)
     assert [lr(in100, e) for e in (29, 30, 40, 50)] == pytest.approx([10, 1, .1, .01])

@@ -1,4 +1,5 @@
-"""`unmix flatness`: how flat are an encoder's output distributions (seed 002, Figure 5)?
+"""`unmix flatness`: how flat are an encoder's output distributions? (Figure 5 of
+"Rethinking Image Mixture for Unsupervised Visual Representation Learning", arXiv 2003.05438v1)
 
 Figure 5 of the first Un-Mix paper plots, for ResNet-50 encoders pretrained with MoCo and with
 Un-Mix, "the sorted distribution of 2048 dimension outputs from the last layer" on the ImageNet

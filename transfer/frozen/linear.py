@@ -5,8 +5,8 @@ Protocols (`PROTOCOLS`, chosen by `--protocol`, default by dataset):
 - `imagenet`: MoCo's `main_lincls` (He et al. 2020), which the final Un-Mix ImageNet numbers use:
   100 epochs, SGD momentum 0.9, lr 30, x0.1 at epochs 60 and 80, weight decay 0, batch 256,
   RandomResizedCrop(224) + flip, single centre crop for validation.
-- `imagenet-first`: seed 002 section 4.2, ImageNet-1K: as `imagenet` but lr drops at 60, 80, 90.
-- `imagenet100`: seed 002 section 4.2, ImageNet-100: 60 epochs, lr 10, x0.1 at 30, 40, 50, wd 0.
+- `imagenet-first`: arXiv 2003.05438v1 section 4.2, ImageNet-1K: as `imagenet` but lr drops at 60, 80, 90.
+- `imagenet100`: arXiv 2003.05438v1 section 4.2, ImageNet-100: 60 epochs, lr 10, x0.1 at 30, 40, 50, wd 0.
 - `cifar` (CIFAR-10/100, STL-10, Tiny ImageNet, image folders): no paper gives one, so ours is
   chosen for speed and for comparability across methods: features of the un-augmented train
   set are computed once, standardised per dimension with the train mean/std (a fixed affine map,
@@ -56,9 +56,9 @@ PROTOCOLS: dict[str, Protocol] = {
     "imagenet": Protocol(100, 30.0, "step", (60, 80), 0.9, 0.0, 256, True, "none",
                          "MoCo main_lincls (He et al. 2020), used by the final Un-Mix ImageNet results"),
     "imagenet-first": Protocol(100, 30.0, "step", (60, 80, 90), 0.9, 0.0, 256, True, "none",
-                               "seed 002 section 4.2, ImageNet-1K"),
+                               "arXiv 2003.05438v1 section 4.2, ImageNet-1K"),
     "imagenet100": Protocol(60, 10.0, "step", (30, 40, 50), 0.9, 0.0, 256, True, "none",
-                            "seed 002 section 4.2, ImageNet-100"),
+                            "arXiv 2003.05438v1 section 4.2, ImageNet-100"),
     "cifar": Protocol(100, 0.1, "cosine", (), 0.9, 0.0, 256, False, "standardize",
                       "unmix: cached frozen features, standardised, SGD + cosine (docs/evaluation.md)"),
 }
@@ -178,8 +178,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="any checkpoint `unmix convert` reads")
     fx.add_data_arguments(parser)
     parser.add_argument("--protocol", choices=list(PROTOCOLS), default=None,
-                        help="imagenet (MoCo), imagenet-first / imagenet100 (seed 002 4.2), cifar "
-                        "(default: imagenet for imagenet, imagenet100 for imagenet100, else cifar)")
+                        help="imagenet (MoCo), imagenet-first / imagenet100 (arXiv 2003.05438v1, "
+                        "section 4.2), cifar (default: imagenet for imagenet, imagenet100 for imagenet100, else cifar)")
     parser.add_argument("--aug", action=argparse.BooleanOptionalAction, default=None,
                         help="train-time augmentation (default: the protocol's); --no-aug trains "
                         "on features cached once (fast)")

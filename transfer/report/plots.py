@@ -1,5 +1,5 @@
-"""Report plots (matplotlib, Agg, no pyplot state): accuracy against pretraining epochs (seed 002
-Figure 4 shape), flattening curves (Figure 5 shape) and per-seed points for every table cell.
+"""Report plots (matplotlib, Agg, no pyplot state): accuracy against pretraining epochs (the
+Figure 4 shape of arXiv 2003.05438v1), flattening curves (Figure 5 shape) and per-seed points for every table cell.
 
 The data of each plot comes from a pure function (`epoch_series`, `flat_curves`), so the tests check
 the numbers, not pixels; `render_plots` draws them to PNG and SVG bytes in memory.
