@@ -7,7 +7,10 @@ setup:
 demo: setup
 	.venv/bin/unmix demo
 
+# Lint and the layer contracts (pyproject.toml) first: a back-edge fails CI before any test runs.
 test: setup
+	.venv/bin/ruff check .
+	.venv/bin/lint-imports --no-cache
 	.venv/bin/python -m pytest -q -p no:cacheprovider tests
 
 compiled-mmcv:

@@ -32,7 +32,7 @@ from transfer.detection import metrics as M  # noqa: E402
 def synth(n_images: int, n_classes: int, dets_per_image: int, seed: int = 0, size: int = 320):
     rng = np.random.default_rng(seed)
     images = []
-    for i in range(n_images):
+    for _ in range(n_images):
         k = int(rng.integers(1, 5))
         xy = rng.uniform(0, size * 0.6, (k, 2))
         wh = rng.uniform(16, size * 0.4, (k, 2))
@@ -111,7 +111,8 @@ def main() -> None:
         t_m10, m10 = timed(dict(type="VOCMetric", iou_thrs=list(M.VOC_IOU_THRS), eval_mode=mode),
                            classes, samples)
         rows.append((mode, t_ours, rec, t_m50, m50["pascal_voc/mAP"], t_m10, m10["pascal_voc/mAP"]))
-    print("VOC        ours (AP50+AP+AP75+recall)    mmdet VOCMetric iou .5   mmdet VOCMetric 10 iou   (x = mmdet time / ours)")
+    print("VOC        ours (AP50+AP+AP75+recall)    mmdet VOCMetric iou .5   mmdet VOCMetric 10 iou"
+          "   (x = mmdet time / ours)")
     for mode, t_ours, rec, t_m50, map50, t_m10, map10 in rows:
         print(f"{mode:9s}  {t_ours:6.2f} s                      {t_m50:6.2f} s ({t_m50 / t_ours:.2f}x)"
               f"        {t_m10:6.2f} s ({t_m10 / t_ours:.2f}x)")

@@ -99,7 +99,8 @@ def build_train_data(dcfg: dict, seed: int):
 
         ds = pdata.build_dataset(name, dcfg["root"], dcfg.get("split", "train"), transform=T.PILToTensor())
         mean, std = pdata.MEAN_STD[name]
-        aug = augment.DeviceAugment(size or pdata.IMAGE_SIZE[name], mean, std, **(dcfg.get("device_augment_kwargs") or {}))
+        aug = augment.DeviceAugment(size or pdata.IMAGE_SIZE[name], mean, std,
+                                    **(dcfg.get("device_augment_kwargs") or {}))
         return ds, aug, int(dcfg.get("num_views", 2))
     mv = augment.build_views(views, name, size=size, normalize=not ff_on, **vkw)
     ds = pdata.build_dataset(name, dcfg["root"], dcfg.get("split", "train"), transform=mv)

@@ -2,7 +2,6 @@ import argparse
 import subprocess
 import sys
 
-import pytest
 
 from unmix import cli
 from unmix.core.errors import UnmixError
@@ -17,7 +16,7 @@ def test_help_lists_every_subcommand_with_a_purpose():
     assert out.returncode == 0
     for name in ("pretrain", "knn", "linear", "convert", "finetune", "evaluate", "sweep", "report",
                  "demo", "doctor"):
-        line = next(l for l in out.stdout.splitlines() if l.strip().startswith(name + " "))
+        line = next(ln for ln in out.stdout.splitlines() if ln.strip().startswith(name + " "))
         assert len(line.split(None, 1)[1]) > 10, line
 
 

@@ -130,8 +130,10 @@ def test_unmix_cifar_demo_sequential(tmp_path, r18c):
     def net_of(m):
         kids = [c for n, c in m.named_children() if n not in ("maxpool", "fc", "avgpool")]
         return nn.Sequential(*kids[:7], nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(512, 128))
-    q = nn.Module(); q.net = net_of(r18c)
-    k = nn.Module(); k.net = net_of(copy.deepcopy(r18c))
+    q = nn.Module()
+    q.net = net_of(r18c)
+    k = nn.Module()
+    k.net = net_of(copy.deepcopy(r18c))
     sd = prefixed("encoder_q.", q.state_dict()) | prefixed("encoder_k.", k.state_dict())
     sd |= {"queue": torch.randn(128, 32), "queue_ptr": torch.zeros(1, dtype=torch.long)}
     torch.save({"epoch": 1, "state_dict": sd, "optimizer": {}}, tmp_path / "model_last.pth")
@@ -145,7 +147,8 @@ def test_unmix_cifar_demo_sequential(tmp_path, r18c):
 
 def test_moco_v2_imagenet_legacy_r50(tmp_path, r50):
     """MoCo v2 release: module.encoder_q with MLP fc, encoder_k, queue; torch-1.4 legacy file."""
-    q = copy.deepcopy(r50); q.fc = nn.Sequential(nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 128))
+    q = copy.deepcopy(r50)
+    q.fc = nn.Sequential(nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 128))
     sd = prefixed("module.encoder_q.", q.state_dict()) | prefixed("module.encoder_k.", q.state_dict())
     sd |= {"module.queue": torch.randn(128, 64), "module.queue_ptr": torch.zeros(1, dtype=torch.long)}
     torch.save({"epoch": 200, "arch": "resnet50", "state_dict": sd, "optimizer": {}},
@@ -154,11 +157,13 @@ def test_moco_v2_imagenet_legacy_r50(tmp_path, r50):
     assert conv.encoder == "query" and conv.meta["source_file_kind"] == "torch-legacy"
     assert sorted(conv.dropped["heads"])[0] == "module.encoder_q.fc.0.bias"
     # --encoder key takes the momentum encoder instead
-    assert convert_file(tmp_path / "moco_v2_200ep_pretrain.pth.tar", encoder="key").meta["encoder_prefix"] == "encoder_k."
+    key = convert_file(tmp_path / "moco_v2_200ep_pretrain.pth.tar", encoder="key")
+    assert key.meta["encoder_prefix"] == "encoder_k."
 
 
 def test_moco_v3(tmp_path, r18):
-    base = copy.deepcopy(r18); base.fc = mlp(512, 64)
+    base = copy.deepcopy(r18)
+    base.fc = mlp(512, 64)
     sd = prefixed("module.base_encoder.", base.state_dict())
     sd |= prefixed("module.momentum_encoder.", base.state_dict())
     sd |= prefixed("module.predictor.", mlp(64, 64).state_dict())
@@ -202,7 +207,8 @@ def test_simclr_ports(tmp_path, r18):
     torch.save(sd, tmp_path / "checkpoint_100.tar")
     check(tmp_path, tmp_path / "checkpoint_100.tar", r18, "simclr")
     # sthalles/SimCLR: backbone = resnet with fc -> MLP, saved with epoch/arch/optimizer
-    b = copy.deepcopy(r18); b.fc = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 128))
+    b = copy.deepcopy(r18)
+    b.fc = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 128))
     torch.save({"epoch": 100, "arch": "resnet18", "state_dict": prefixed("backbone.", b.state_dict()),
                 "optimizer": {}}, tmp_path / "checkpoint_0100.pth.tar")
     conv = check(tmp_path, tmp_path / "checkpoint_0100.pth.tar", r18, "simclr")
@@ -214,7 +220,8 @@ def test_byol_lucidrains_learner(tmp_path, r18):
         def __init__(self, net):
             super().__init__()
             self.net = net
-            self.projector = nn.Module(); self.projector.net = mlp(512, 64)
+            self.projector = nn.Module()
+            self.projector.net = mlp(512, 64)
 
     class Learner(nn.Module):
         def __init__(self, net):
@@ -222,7 +229,8 @@ def test_byol_lucidrains_learner(tmp_path, r18):
             self.net = net
             self.online_encoder = Wrapper(net)  # shares `net`: its tensors appear twice
             self.target_encoder = copy.deepcopy(self.online_encoder)
-            self.online_predictor = nn.Module(); self.online_predictor.net = mlp(64, 64)
+            self.online_predictor = nn.Module()
+            self.online_predictor.net = mlp(64, 64)
 
     learner = Learner(copy.deepcopy(r18))
     torch.save(learner.state_dict(), tmp_path / "byol.pt")
@@ -238,7 +246,8 @@ def test_dino_training_checkpoint(tmp_path, r18, which):
     nets = {"teacher": teacher, "student": r18}
 
     def mcw(m):  # MultiCropWrapper: backbone (fc, head = Identity) + DINOHead, under DDP
-        bb = copy.deepcopy(m); bb.fc = nn.Identity()
+        bb = copy.deepcopy(m)
+        bb.fc = nn.Identity()
         return prefixed("module.backbone.", bb.state_dict()) | prefixed("module.head.mlp.", mlp(512, 64).state_dict())
     ck = {"student": mcw(r18), "teacher": mcw(teacher), "optimizer": {}, "epoch": 10,
           "args": argparse.Namespace(arch="resnet18", out_dim=65536),
@@ -278,7 +287,8 @@ def test_timm_train_ema(tmp_path, r18):
 def test_mmpretrain_mmselfsup(tmp_path, r18):
     bb = backbone_sd(r18)
     sd = prefixed("backbone.", bb) | prefixed("neck.mlp.", mlp(512, 64).state_dict())
-    sd |= prefixed("momentum_encoder.module.0.", bb) | prefixed("momentum_encoder.module.1.mlp.", mlp(512, 64).state_dict())
+    sd |= prefixed("momentum_encoder.module.0.", bb)
+    sd |= prefixed("momentum_encoder.module.1.mlp.", mlp(512, 64).state_dict())
     sd |= {"momentum_encoder.steps": torch.tensor(10), "head.queue": torch.randn(64, 8)}
     sd |= {"data_preprocessor.mean": torch.zeros(3, 1, 1)}
     torch.save({"meta": {"mmengine_version": "0.10.7", "epoch": 200}, "state_dict": sd,

@@ -2,8 +2,6 @@
 
 The AP values of a 2-iteration detector are noise; the end-to-end test checks that every stage's
 outputs exist and are what the next stage reads, not the numbers."""
-import json
-from pathlib import Path
 
 import pytest
 

@@ -160,7 +160,7 @@ def _crowded(img, anns):
         boxes.append([x, y, x + w, y + h])
         scores.append(0.5 - j * 1e-3)
         labels.append(a["category_id"] - 1)
-    for k in range(150 - len(boxes)):
+    for _ in range(150 - len(boxes)):
         boxes.append([60, 60, 63, 63])
         scores.append(0.01)
         labels.append(0)

@@ -16,7 +16,7 @@ def tiny_cfg(data_root, work_dir, max_iters):
     cfg.model.backbone.init_cfg = None  # no download: random init
     cfg.model.roi_head.bbox_head.num_classes = len(TOY_CLASSES)
     scale = dict(type="Resize", scale=(96, 96), keep_ratio=True)
-    for key, split, train in (("train_dataloader", "train2017", True), ("val_dataloader", "val2017", False)):
+    for key, split in (("train_dataloader", "train2017"), ("val_dataloader", "val2017")):
         dl = cfg[key]
         dl.batch_size, dl.num_workers, dl.persistent_workers = 2, 0, False
         ds = dl.dataset

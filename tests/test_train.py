@@ -24,7 +24,8 @@ CFG = REPO / "configs" / "pretrain"
 FAST = ["train.batch_size=4", "train.max_iters_per_epoch=2", "data.num_workers=0", "data.size=16",
         "schedule.epochs=1", "knn.interval=0", "train.tensorboard=False"]
 SMALL_MODEL = {"moco": ["model.K=16", "model.split_bn=2"], "simclr": ["model.hidden_dim=32"],
-               "byol": ["model.hidden_dim=32", "model.dim=16"], "swav": ["model.hidden_dim=32", "model.n_prototypes=10"]}
+               "byol": ["model.hidden_dim=32", "model.dim=16"],
+               "swav": ["model.hidden_dim=32", "model.n_prototypes=10"]}
 
 
 @pytest.fixture
@@ -90,7 +91,7 @@ def test_resume_continues_the_same_trajectory(cifar, tmp_path, monkeypatch):
     real_save = ckpt.save
 
     def save_then_crash(*a, **k):
-        path = real_save(*a, **k)
+        real_save(*a, **k)
         raise KeyboardInterrupt  # the machine goes down right after the epoch-1 checkpoint
     monkeypatch.setattr(ckpt, "save", save_then_crash)
     assert pretrain("moco_v1_cifar10_firstform.py", interrupted, cifar, *opts) == 130

@@ -129,7 +129,7 @@ def _load_torch(src: Path, trust_pickle: bool) -> Any:
         except (ImportError, AttributeError) as e:
             raise UnmixError(f"{src}: the pickle needs code that is not installed here ({e})") from None
         except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
-                OSError, ImportError, AttributeError) as e:
+                OSError) as e:
             raise _corrupt(src, e) from None
     try:
         with torch.serialization.safe_globals(_torch_extra_safe_globals()):

@@ -206,7 +206,8 @@ class Paired:
         return self.lo > 0 or self.hi < 0
 
 
-def paired_ci(row: dict[int, float], base: dict[int, float]) -> tuple[tuple[int, ...], float, float, float, float, float] | None:
+def paired_ci(row: dict[int, float], base: dict[int, float]
+              ) -> tuple[tuple[int, ...], float, float, float, float, float] | None:
     """(seeds, mean diff, sd of diffs, t, lo, hi) over shared seeds; None with fewer than 2."""
     seeds = tuple(sorted(set(row) & set(base)))
     if len(seeds) < 2:
@@ -306,12 +307,13 @@ def _row_sort_key(info: dict[str, Any], label: str) -> tuple:
 
 def _label_info(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
     info: dict[str, dict[str, Any]] = {}
+    def one(grp: pd.DataFrame, col: str) -> Any:
+        vals = list(dict.fromkeys(v for v in grp[col] if v is not None and not
+                                  (isinstance(v, float) and math.isnan(v))))
+        return vals[0] if len(vals) == 1 else (None if not vals else "/".join(map(str, vals)))
+
     for label, grp in runs.groupby("label", sort=False):
-        def one(col: str) -> Any:
-            vals = list(dict.fromkeys(v for v in grp[col] if v is not None and not
-                                      (isinstance(v, float) and math.isnan(v))))
-            return vals[0] if len(vals) == 1 else (None if not vals else "/".join(map(str, vals)))
-        info[label] = {c: one(c) for c in ("method", "unmix", "epochs", "arch", "pretrain_dataset")}
+        info[label] = {c: one(grp, c) for c in ("method", "unmix", "epochs", "arch", "pretrain_dataset")}
         info[label]["sha256"] = sorted({s for s in grp.sha256 if isinstance(s, str)})
     return info
 

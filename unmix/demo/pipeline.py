@@ -192,7 +192,8 @@ def detection_overrides(config: Path = DETECTION_CONFIG, extra: dict[str, Any] |
     if extra:
         child.merge_from_dict(extra)
     base = protocols.load_config(PROTOCOL)
-    skip = {"classes", "scale", "channels", "epochs", "train_pipeline", "test_pipeline", "_voc", "_test"}  # file-local names
+    # file-local names of the demo config, not config entries
+    skip = {"classes", "scale", "channels", "epochs", "train_pipeline", "test_pipeline", "_voc", "_test"}
     c = {k: v for k, v in child.to_dict().items() if k not in skip}
     return config_overrides(base.to_dict(), c)
 
