@@ -250,7 +250,8 @@ def test_csv_full_precision_cells_paired_and_runs(results, full):
     assert fz["mean"].isna().all() and (fz.n == 0).all()
     assert fz.missing.str.contains("no finished run").all()
     paired = pd.read_csv(out / "paired.csv")
-    row = paired[(paired.metric == "Recall")].iloc[0]
+    row = paired[(paired.metric == "recall")].iloc[0]
+    assert row.header == "Recall"  # key and header text, named as in cells.csv
     assert row.mean_diff == pytest.approx(0.1) and row.sd_diff == pytest.approx(0.2)
     half = _t975(2) * 0.2 / math.sqrt(3)
     assert (row.ci_low, row.ci_high) == (pytest.approx(0.1 - half), pytest.approx(0.1 + half))

@@ -129,7 +129,7 @@ def render_markdown(rep: Report) -> str:
             lines += ["Paired comparison with the baseline over the same seeds (mean difference, "
                       "t-based 95% CI):", ""]
             lines += _md_table(PAIRED_HEADERS, [[_md_escape(p.row), _md_escape(p.baseline), p.group or "",
-                                                 p.metric, str(p.n), _seeds(p), signed(p.mean, d),
+                                                 p.header, str(p.n), _seeds(p), signed(p.mean, d),
                                                  _ci_text(p, d), _verdict(p)] for p in t.paired],
                                ["l", "l", "l", "l", "r", "l", "r", "r", "l"]) + [""]
     if rep.plots:
@@ -216,7 +216,7 @@ def render_latex(rep: Report) -> str:
             notes.append("Paired comparison with the baseline over the same seeds, mean difference "
                          "[t-based 95\\% CI]: " + "; ".join(
                              f"{tex_escape(p.row)} vs {tex_escape(p.baseline)}"
-                             f"{', ' + tex_escape(p.group) if p.group else ''}, {tex_escape(p.metric)}: "
+                             f"{', ' + tex_escape(p.group) if p.group else ''}, {tex_escape(p.header)}: "
                              f"{_tex_signed(p.mean, d)} [{_tex_signed(p.lo, d)}, {_tex_signed(p.hi, d)}] "
                              f"($n$={p.n})" for p in t.paired) + ".")
         lines += [r"\par\smallskip", r"\begin{minipage}{\linewidth}\footnotesize\raggedright"]
@@ -255,12 +255,12 @@ def render_csv(rep: Report) -> dict[str, str]:
                     "values": " ".join(repr(v) for v in c.values)})
         for p in t.paired:
             paired.append({"table": t.key, "row": p.row, "baseline": p.baseline, "group": p.group,
-                           "metric": p.metric, "n": p.n, "seeds": " ".join(map(str, p.seeds)),
+                           "metric": p.metric, "header": p.header, "n": p.n, "seeds": " ".join(map(str, p.seeds)),
                            "mean_diff": p.mean, "sd_diff": p.sd, "t975": p.t, "ci_low": p.lo,
                            "ci_high": p.hi, "ci_excludes_zero": p.excludes_zero})
     return {"cells.csv": pd.DataFrame(cells).to_csv(index=False),
             "paired.csv": pd.DataFrame(paired, columns=[
-                "table", "row", "baseline", "group", "metric", "n", "seeds", "mean_diff", "sd_diff",
+                "table", "row", "baseline", "group", "metric", "header", "n", "seeds", "mean_diff", "sd_diff",
                 "t975", "ci_low", "ci_high", "ci_excludes_zero"]).to_csv(index=False)}
 
 
@@ -347,7 +347,7 @@ def render_html(rep: Report) -> str:
         if t.paired:
             body.append("<p>Paired comparison with the baseline over the same seeds (mean difference, "
                         "t-based 95% CI):</p>")
-            body += _html_table(PAIRED_HEADERS, [[_h(p.row), _h(p.baseline), _h(p.group), _h(p.metric),
+            body += _html_table(PAIRED_HEADERS, [[_h(p.row), _h(p.baseline), _h(p.group), _h(p.header),
                                                   str(p.n), _h(_seeds(p)), signed(p.mean, d),
                                                   _ci_text(p, d), _h(_verdict(p))] for p in t.paired], 4)
     if rep.plots:

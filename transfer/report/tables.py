@@ -189,7 +189,8 @@ class Paired:
     row: str
     baseline: str
     group: str
-    metric: str
+    metric: str     # the record's metric key, as in cells.csv
+    header: str     # its column header text
     seeds: tuple[int, ...]
     mean: float
     sd: float
@@ -452,7 +453,7 @@ def _apply_baselines(table: Table, labels: list[str], info: dict[str, dict[str, 
                            {s: v for s, v in zip(bcell.seeds, bcell.values) if s is not None})
             if pc:
                 seeds, mean, sd, t, lo, hi = pc
-                table.paired.append(Paired(row.label, row.baseline, col.group, col.metric.text,
+                table.paired.append(Paired(row.label, row.baseline, col.group, col.metric.key, col.metric.text,
                                            seeds, mean, sd, t, lo, hi))
 
 
