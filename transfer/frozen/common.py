@@ -11,10 +11,12 @@ loader with clear errors for bad input, the work dir with its log file, and the 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -22,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from pretrain import data
 from transfer.convert.conversion import build_encoder, convert_file
+from unmix.core import records
 from unmix.core.errors import UnmixError
 
 # Which split is the "test" side when the user does not say; the train side is always 'train'.
@@ -220,3 +223,17 @@ def prepare(args) -> tuple[Any, str, str, Any, dict]:
     encoder, ckpt = load_encoder(args.checkpoint, args.arch, args.fmt, args.encoder, args.trust_pickle)
     ckpt["label"] = label
     return device, label, split, encoder, ckpt
+
+
+@contextlib.contextmanager
+def failure_recorded(record: dict, work_dir: Path, log: logging.Logger) -> Iterator[None]:
+    """An unexpected error inside marks `record` failed, writes it, logs it and propagates; a
+    user error (UnmixError) propagates as it is, leaving no failed record behind."""
+    try:
+        yield
+    except UnmixError:
+        raise
+    except Exception as e:
+        records.write(records.fail(record, e), work_dir)
+        log.info("failed: %s", e)
+        raise

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     with work_dir_log(work_dir, "knn") as log:
         log.info("knn: %s (%s) on %s [%s -> %s], k=%d t=%g, device %s", label, ckpt["path"],
                  args.dataset, args.train_split, test_split, args.k, args.t, device)
-        try:
+        with fx.failure_recorded(record, work_dir, log):
             fx.seed_everything(args.seed)
             encoder.to(device)
             bank, bank_labels = extract_features(
@@ -58,12 +58,6 @@ def run(args: argparse.Namespace) -> int:
             log.info("queries: %d x %d features", *feats.shape)
             scores = knn_predict(feats, bank.to(device), bank_labels, num_classes, args.k, args.t)
             metrics = fx.topk_accuracy(scores, labels)
-        except UnmixError:
-            raise
-        except Exception as e:
-            records.write(records.fail(record, e), work_dir)
-            log.info("failed: %s", e)
-            raise
         record["details"] = {"num_classes": num_classes, "bank_size": int(bank.size(0)),
                              "num_test": int(feats.size(0)), "feature_dim": int(bank.size(1))}
         records.finish(record, metrics, wall_time_s=round(time.time() - t0, 3))

@@ -256,15 +256,9 @@ def run(args: argparse.Namespace) -> int:
         log.info("linear: %s (%s) on %s [%s -> %s], protocol %s, %d epochs, lr %g, batch %d, aug %s, "
                  "device %s", label, ckpt["path"], args.dataset, args.train_split, test_split,
                  s.name, s.epochs, s.lr, s.bs, s.aug, device)
-        try:
+        with fx.failure_recorded(record, work_dir, log):
             data = (train_set, test_set, num_classes, test_split)
             metrics, details, probe = _run_probe(args, s, encoder, data, device, work_dir, log)
-        except UnmixError:
-            raise
-        except Exception as e:
-            records.write(records.fail(record, e), work_dir)
-            log.info("failed: %s", e)
-            raise
         files.torch_save({"state_dict": probe.state_dict(), "protocol": protocol,
                           "checkpoint": ckpt}, work_dir / "probe.pth")
         record["details"] = details
