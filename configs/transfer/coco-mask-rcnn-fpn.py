@@ -1,16 +1,54 @@
-# The Un-Mix paper's COCO protocol (section 4.3, Table 8b): Mask R-CNN R50-FPN, COCO train2017 ->
-# val2017, 12 epochs (mmdet's 1x schedule), 1333x800, initial lr 0.02 at total batch 16, BN frozen
-# by default (`unmix finetune` applies the --bn mode), no norm in the FPN neck or heads.
+# The Un-Mix paper's COCO protocol (arXiv 2003.05438v1, section 4.3, Table 8b): Mask R-CNN R50-FPN,
+# COCO train2017 -> val2017, 12 epochs, 1333x800, initial lr 0.02 at total batch 16, BN frozen by
+# default (`unmix finetune` applies the --bn mode), no norm in the FPN neck or heads. The paper ran
+# mmdetection 1.x, so this is its configs/mask_rcnn_r50_fpn_1x.py (v1.1.0, 4c21f7ff; "1.x l.N"
+# below is its line N) on mmdet 3.3: each line that differs from mmdet 3.3's config says which 1.x
+# setting it restores (mmdet 3.3's legacy_1.x configs make the same model changes).
+# `coco-mask-rcnn-fpn-mmdet3` keeps mmdet 3.3's recipe. Unchanged because 1.x and 3.3 agree:
+# lr 0.02, SGD 0.9 / 1e-4, steps at epochs 8 and 11 of 12, anchors, assigners (the RCNN one
+# matches low-quality boxes in both), samplers, mask head, 28x28 mask targets, test settings.
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 
 model = dict(
+    # pytorch-style ResNet, RGB, torchvision mean/std (1.x l.4, 11, 117-118), as mmdet 3.3's.
     data_preprocessor=dict(
         mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
-    backbone=dict(style='pytorch', init_cfg=None))
+    backbone=dict(style='pytorch', init_cfg=None),
+    rpn_head=dict(
+        # 1.x anchors are centred at (stride - 1) / 2 (1.x anchor_generator.py:32-34); 3.3: 0.
+        anchor_generator=dict(type='LegacyAnchorGenerator', center_offset=0.5),
+        # 1.x box deltas use the legacy "+1" width convention; 3.3's coder does not.
+        bbox_coder=dict(type='LegacyDeltaXYWHBBoxCoder'),
+        # 1.x l.28: SmoothL1Loss(beta=1/9); 3.3: L1Loss.
+        loss_bbox=dict(type='SmoothL1Loss', beta=1.0 / 9.0, loss_weight=1.0)),
+    roi_head=dict(
+        bbox_roi_extractor=dict(
+            # 1.x l.31: RoIAlign(out_size=7, sample_num=2), not aligned; 3.3: sampling 0, aligned.
+            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=2, aligned=False)),
+        mask_roi_extractor=dict(
+            # 1.x l.49: RoIAlign(out_size=14, sample_num=2), not aligned; 3.3: sampling 0, aligned.
+            roi_layer=dict(type='RoIAlign', output_size=14, sampling_ratio=2, aligned=False)),
+        bbox_head=dict(
+            # The legacy "+1" box deltas, as the RPN's.
+            bbox_coder=dict(type='LegacyDeltaXYWHBBoxCoder'),
+            # 1.x l.46: SmoothL1Loss(beta=1.0); 3.3: L1Loss.
+            loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0))),
+    train_cfg=dict(
+        # 1.x l.75: allowed_border=0, anchors crossing the image border are not trained; 3.3: -1.
+        rpn=dict(allowed_border=0),
+        # 1.x l.78-84: up to 2000 RPN proposals per training image (max_num, l.82); 3.3: 1000.
+        rpn_proposal=dict(max_per_img=2000)))
 
-optim_wrapper = dict(optimizer=dict(lr=0.02))
+# 1.x l.165: gradients clipped to L2 norm 35; 3.3 does not clip. lr 0.02: the paper's and 1.x l.164.
+optim_wrapper = dict(optimizer=dict(lr=0.02), clip_grad=dict(max_norm=35, norm_type=2))
+param_scheduler = [
+    # 1.x l.167-172: linear warm-up over 500 iterations from 1/3 of the lr; 3.3: from 0.001.
+    dict(type='LinearLR', start_factor=1.0 / 3, by_epoch=False, begin=0, end=500),
+    dict(type='MultiStepLR', begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1),
+]
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
+# proposal_nums=(1, 10, 100): COCO's own maxDets, so AP50/AP75/APs/m/l match the official numbers.
 val_evaluator = dict(proposal_nums=(1, 10, 100))
 test_evaluator = val_evaluator
 
