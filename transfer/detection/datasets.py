@@ -13,6 +13,9 @@ bad boxes with one summary warning instead of crashing a data-loader worker.
       clipped later by `Resize`), counted;
     * boxes wholly outside the image: skipped and counted;
     * listed images whose file is missing: `UnmixError` at dataset construction (main process).
+  `UnmixVOCDataset(train_difficult=True)` also trains on boxes marked `difficult`, as detectron2
+  does (its pascal_voc.py: "We include "difficult" samples in training"); mmdet ignores them.
+  Only in training: a test set (`test_mode=True`) keeps them ignored, as the VOC devkit scores.
   After loading, one `SkippedAnnotationsWarning` (also written to the run's log) names the
   annotation source and the counts with a few example files; `dataset.skip_counts` has the counts.
 """
@@ -261,7 +264,23 @@ from mmdet.registry import DATASETS  # noqa: E402
 
 @DATASETS.register_module(force=True)
 class UnmixVOCDataset(VOCDataset):
-    """mmdet's VOCDataset; bad boxes clipped/skipped and counted, missing images an error."""
+    """mmdet's VOCDataset; bad boxes clipped/skipped and counted, missing images an error;
+    `train_difficult=True`: difficult boxes are training targets (not in test mode)."""
+
+    def __init__(self, *args, train_difficult: bool = False, **kwargs) -> None:
+        self.train_difficult = bool(train_difficult)  # before super(): it loads the annotations
+        super().__init__(*args, **kwargs)
+
+    def _parse_instance_info(self, raw_ann_info, minus_one: bool = True) -> list[dict]:
+        instances = super()._parse_instance_info(raw_ann_info, minus_one=minus_one)
+        if not self.train_difficult or self.test_mode:
+            return instances
+        # mmdet flags difficult *or* too small (bbox_min_size); keep only the size rule.
+        small = self.bbox_min_size
+        for inst in instances:
+            x1, y1, x2, y2 = inst["bbox"]
+            inst["ignore_flag"] = int(small is not None and (x2 - x1 < small or y2 - y1 < small))
+        return instances
 
     def load_data_list(self) -> list[dict]:
         return _checked_data_list(self, super().load_data_list, "VOC annotations of")
