@@ -9,8 +9,9 @@
              classes with ground truth: the `recall` column of mmdet's mAP summary table, which
              is what the paper's Table 7 reports;
   - `classwise_AP50/<class>`, `classwise_AP/<class>`: per-class APs.
-  All percentages (0-100), unrounded. `eval_mode='area'` (default; VOC2010+ devkit, MoCo's
-  detectron2 uses area too for its VOC07 AP) or `'11points'` (VOC2007 devkit, mmdet's default).
+  All percentages (0-100), unrounded. `eval_mode='11points'` (default: the VOC2007 devkit's
+  AP, which every VOC07 protocol we follow reports: mmdetection 1.x and 3.3, mmselfsup, and
+  detectron2/MoCo, whose evaluator sets `use_07_metric` for VOC2007) or `'area'` (VOC2010+ devkit).
   The matching and AP rules are mmdet's `eval_map` (VOC devkit: legacy +1 pixel coordinates,
   difficult boxes neither TP nor FP, greedy by score), called once per IoU threshold: not
   re-implemented.
@@ -45,7 +46,7 @@ COCO_KEYS = tuple(f"{t}_{s}" for t in ("bbox", "segm") for s in COCO_STATS)
 
 
 def voc_map(det_results: Sequence[Sequence[np.ndarray]], annotations: Sequence[dict],
-            iou_thrs: Sequence[float] = VOC_IOU_THRS, eval_mode: str = "area",
+            iou_thrs: Sequence[float] = VOC_IOU_THRS, eval_mode: str = "11points",
             nproc: int | None = None) -> dict[str, Any]:
     """Per-class VOC AP at each IoU threshold and per-class recall at IoU 0.5 (fractions 0-1).
 
@@ -109,7 +110,7 @@ class UnmixVOCMetric(VOCMetric):
 
     default_prefix = "pascal_voc"
 
-    def __init__(self, iou_thrs: Sequence[float] = VOC_IOU_THRS, eval_mode: str = "area",
+    def __init__(self, iou_thrs: Sequence[float] = VOC_IOU_THRS, eval_mode: str = "11points",
                  nproc: int | None = None, collect_device: str = "cpu",
                  prefix: str | None = None) -> None:
         iou_thrs = [float(t) for t in ([iou_thrs] if isinstance(iou_thrs, float) else iou_thrs)]
@@ -198,7 +199,7 @@ def coco_metric_cfg(ann_file: str | None, metric: Sequence[str] = ("bbox",), **k
     return dict(type="UnmixCocoMetric", ann_file=ann_file, metric=list(metric), **kwargs)
 
 
-def voc_metric_cfg(eval_mode: str = "area", **kwargs) -> dict:
+def voc_metric_cfg(eval_mode: str = "11points", **kwargs) -> dict:
     """The evaluator config for VOC (`val_evaluator`/`test_evaluator`)."""
     return dict(type="UnmixVOCMetric", eval_mode=eval_mode, **kwargs)
 
