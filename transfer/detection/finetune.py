@@ -147,7 +147,7 @@ def build_config(protocol: str, bn: str | None, seed: int, work_dir: Path, data_
     bn_requested = bn or meta["default_bn"]
     bn_used, bn_note = protocols.resolve_bn(bn_requested, world_size, cuda)
     protocols.apply_backbone(cfg, meta["layout"], backbone)
-    protocols.apply_bn(cfg, meta["layout"], bn_used)
+    protocols.apply_bn(cfg, meta["layout"], bn_used, head_norm=meta.get("head_norm", False))
     per_gpu = int(cfg.train_dataloader.batch_size)
     lr_info = protocols.scale_lr(cfg, per_gpu * world_size)
     metric_types = protocols.use_unmix_metrics(cfg)
@@ -165,8 +165,11 @@ def build_config(protocol: str, bn: str | None, seed: int, work_dir: Path, data_
             cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None,
                                          broadcast_buffers=False)
     loop = cfg.train_cfg
+    precise = [h.get("num_iters", 200) for h in cfg.get("custom_hooks", [])
+               if h.get("type") == "PreciseBNHook"]
     section = {
-        "name": protocol, "task": "detection",
+        "name": protocol, "task": "detection", "variant": meta["variant"],
+        "source": meta["source"],
         "detector": protocols.detector_name(meta["detector"], cfg.model.backbone),
         "dataset": meta["dataset"], "train_split": meta["train_split"],
         "test_split": meta["test_split"], "seed": seed,
@@ -177,6 +180,7 @@ def build_config(protocol: str, bn: str | None, seed: int, work_dir: Path, data_
         "batch_size_total": per_gpu * world_size, "batch_per_process": per_gpu,
         "world_size": world_size, **lr_info,
         "frozen_stages": cfg.model.backbone.get("frozen_stages"),
+        "precise_bn_iters": precise[0] if precise else None,
         "image_scale": meta["image_scale"], "metrics_types": metric_types,
         "data_root": protocols.data_root_of(cfg), "config": str(protocols.config_path(protocol)),
         "cfg_options": {k: v for k, v in (cfg_options or {}).items()},
@@ -204,8 +208,9 @@ def _running_record(checkpoint: str, protocol: str, bn: str, seed: int, label: s
     env = env_info(device="cuda" if cuda else "cpu", world_size=world_size, mmcv_ops=mmcv_ops_kind())
     ck_section = {"label": label or Path(checkpoint).stem, "path": checkpoint, "sha256": None,
                   "format": None, "arch": None, "stem": None, "pretrain": None}
-    proto_section = {"name": protocol, "task": "detection", "seed": seed, "bn_requested": bn,
-                     "bn_used": None}
+    proto_section = {"name": protocol, "task": "detection",
+                     "variant": protocols.get(protocol)["variant"], "seed": seed,
+                     "bn_requested": bn, "bn_used": None}
     record = records.new_record("detection", ck_section, proto_section, env=env)
     record["work_dir"] = str(work_dir)
     return record

@@ -15,51 +15,65 @@ from unmix.core.errors import UnmixError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "transfer"
 
+_VOC = {"dataset": "voc", "train_split": "VOC2007+VOC2012 trainval", "test_split": "VOC2007 test"}
+_COCO = {"dataset": "coco", "train_split": "train2017", "test_split": "val2017"}
+_PAPER = "Un-Mix paper (arXiv 2003.05438v1) section 4.3"
+_MMDET1 = "mmdetection 1.x (v1.1.0) recipe on mmdet 3.3"
+_MOCO = "MoCo detection/configs (detectron2 v0.1.1) on mmdet 3.3"
+_FPN_1333 = "1333x800 train and test"
+_C4_VOC_SCALE = "shorter side 480-800 train, 800 test (max 1333)"
+
+# name -> metadata. `variant` says whose recipe a protocol is: `paper-mmdet1x` (the Un-Mix paper's
+# protocol with mmdetection 1.x's settings, what the paper ran), `mmdet3` (the same protocol on
+# mmdet 3.3's settings), `mmselfsup` (mmselfsup 1.x's benchmark configs), `moco-detectron2`
+# (MoCo's detectron2 configs). `multi_scale`: training picks a shorter side per image;
+# `precise_bn`: the config runs PreciseBNHook; `head_norm`: the neck and RoI heads have norm
+# layers (they follow --bn). Every setting and its source: docs/transfer.md.
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "voc-faster-rcnn-fpn": {
-        "config": "voc-faster-rcnn-fpn.py",
-        "detector": "Faster R-CNN R50-FPN",
-        "layout": "fpn",
-        "dataset": "voc",
-        "train_split": "VOC2007+VOC2012 trainval",
-        "test_split": "VOC2007 test",
-        "default_bn": "finetune",
-        "image_scale": "1000x600 train and test",
-        "source": "Un-Mix paper, section 4.3, Table 7",
-    },
+        **_VOC, "config": "voc-faster-rcnn-fpn.py", "detector": "Faster R-CNN R50-FPN",
+        "layout": "fpn", "default_bn": "finetune", "image_scale": "1000x600 train and test",
+        "variant": "paper-mmdet1x", "source": f"{_PAPER}, Table 7; {_MMDET1}"},
+    "voc-faster-rcnn-fpn-mmdet3": {
+        **_VOC, "config": "voc-faster-rcnn-fpn-mmdet3.py", "detector": "Faster R-CNN R50-FPN",
+        "layout": "fpn", "default_bn": "finetune", "image_scale": "1000x600 train and test",
+        "variant": "mmdet3", "source": f"{_PAPER}, Table 7; mmdet 3.3 recipe"},
     "coco-retinanet-fpn": {
-        "config": "coco-retinanet-fpn.py",
-        "detector": "RetinaNet R50-FPN",
-        "layout": "fpn",
-        "dataset": "coco",
-        "train_split": "train2017",
-        "test_split": "val2017",
-        "default_bn": "frozen",
-        "image_scale": "1333x800 train and test",
-        "source": "Un-Mix paper, section 4.3, Table 8a",
-    },
+        **_COCO, "config": "coco-retinanet-fpn.py", "detector": "RetinaNet R50-FPN",
+        "layout": "fpn", "default_bn": "frozen", "image_scale": _FPN_1333,
+        "variant": "paper-mmdet1x", "source": f"{_PAPER}, Table 8a; {_MMDET1}"},
+    "coco-retinanet-fpn-mmdet3": {
+        **_COCO, "config": "coco-retinanet-fpn-mmdet3.py", "detector": "RetinaNet R50-FPN",
+        "layout": "fpn", "default_bn": "frozen", "image_scale": _FPN_1333,
+        "variant": "mmdet3", "source": f"{_PAPER}, Table 8a; mmdet 3.3 recipe"},
     "coco-mask-rcnn-fpn": {
-        "config": "coco-mask-rcnn-fpn.py",
-        "detector": "Mask R-CNN R50-FPN",
-        "layout": "fpn",
-        "dataset": "coco",
-        "train_split": "train2017",
-        "test_split": "val2017",
-        "default_bn": "frozen",
-        "image_scale": "1333x800 train and test",
-        "source": "Un-Mix paper, section 4.3, Table 8b",
-    },
+        **_COCO, "config": "coco-mask-rcnn-fpn.py", "detector": "Mask R-CNN R50-FPN",
+        "layout": "fpn", "default_bn": "frozen", "image_scale": _FPN_1333,
+        "variant": "paper-mmdet1x", "source": f"{_PAPER}, Table 8b; {_MMDET1}"},
+    "coco-mask-rcnn-fpn-mmdet3": {
+        **_COCO, "config": "coco-mask-rcnn-fpn-mmdet3.py", "detector": "Mask R-CNN R50-FPN",
+        "layout": "fpn", "default_bn": "frozen", "image_scale": _FPN_1333,
+        "variant": "mmdet3", "source": f"{_PAPER}, Table 8b; mmdet 3.3 recipe"},
+    "coco-mask-rcnn-fpn-mmselfsup": {
+        **_COCO, "config": "coco-mask-rcnn-fpn-mmselfsup.py", "detector": "Mask R-CNN R50-FPN",
+        "layout": "fpn", "default_bn": "sync", "multi_scale": True, "head_norm": True,
+        "image_scale": "shorter side 640-800 train, 800 test (max 1333)", "variant": "mmselfsup",
+        "source": "mmselfsup 1.x benchmarks/mmdetection/coco/mask-rcnn_r50_fpn_ms-1x_coco.py"},
     "voc-faster-rcnn-c4": {
-        "config": "voc-faster-rcnn-c4.py",
-        "detector": "Faster R-CNN R50-C4",
-        "layout": "c4",
-        "dataset": "voc",
-        "train_split": "VOC2007+VOC2012 trainval",
-        "test_split": "VOC2007 test",
-        "default_bn": "sync",
-        "image_scale": "shorter side 480-800 train, 800 test (max 1333)",
-        "source": "MoCo (detectron2 R50-C4) as ported by mmselfsup 1.x",
-    },
+        **_VOC, "config": "voc-faster-rcnn-c4.py", "detector": "Faster R-CNN R50-C4",
+        "layout": "c4", "default_bn": "sync", "multi_scale": True, "precise_bn": True,
+        "image_scale": _C4_VOC_SCALE, "variant": "moco-detectron2",
+        "source": f"{_MOCO}: pascal_voc_R_50_C4_24k_moco.yaml"},
+    "voc-faster-rcnn-c4-mmselfsup": {
+        **_VOC, "config": "voc-faster-rcnn-c4-mmselfsup.py", "detector": "Faster R-CNN R50-C4",
+        "layout": "c4", "default_bn": "sync", "multi_scale": True,
+        "image_scale": _C4_VOC_SCALE, "variant": "mmselfsup",
+        "source": "mmselfsup 1.x benchmarks/mmdetection/voc0712/faster-rcnn_r50-c4_ms-24k_voc0712.py"},
+    "coco-mask-rcnn-c4-2x": {
+        **_COCO, "config": "coco-mask-rcnn-c4-2x.py", "detector": "Mask R-CNN R50-C4",
+        "layout": "c4", "default_bn": "sync", "multi_scale": True, "precise_bn": True,
+        "image_scale": "shorter side 640-800 train, 800 test (max 1333)",
+        "variant": "moco-detectron2", "source": f"{_MOCO}: coco_R_50_C4_2x_moco.yaml"},
 }
 
 # --bn modes -> (norm type, affine trained, norm_eval). "finetune" is the paper's "No Freeze",
@@ -78,11 +92,12 @@ UNMIX_DATASETS = {"VOCDataset": "UnmixVOCDataset", "CocoDataset": "UnmixCocoData
 
 def register_modules() -> None:
     """Prepare the stack and register our mmdet modules (datasets, metrics, the C4 head, the
-    CIFAR-stem backbone), which configs name by type and `use_unmix_*` looks up."""
+    Precise-BN hook, the CIFAR-stem backbone), which configs name by type and `use_unmix_*`
+    looks up."""
     from transfer.stack import ensure_stack
 
     ensure_stack()
-    from transfer.detection import datasets, heads, metrics  # noqa: F401  (registration)
+    from transfer.detection import datasets, heads, metrics, precise_bn  # noqa: F401  (registration)
     from transfer.stack import backbones  # noqa: F401  (registration)
 
 
@@ -132,8 +147,10 @@ def resolve_bn(requested: str, world_size: int, cuda: bool) -> tuple[str, str | 
     return "sync", None
 
 
-def apply_bn(cfg, layout: str, mode: str) -> None:
-    """Set the backbone's (and, for C4, the res5 head's) norm. New layers keep no norm."""
+def apply_bn(cfg, layout: str, mode: str, head_norm: bool = False) -> None:
+    """Set the backbone's (and, for C4, the res5 head's) norm. New layers keep no norm, unless
+    the protocol has norms there (`head_norm`, mmselfsup's FPN): those are always trained, SyncBN
+    in `sync` mode and plain BN otherwise (nothing pretrained to freeze)."""
     norm_type, affine, norm_eval = BN_MODES[mode]
     norm_cfg = dict(type=norm_type, requires_grad=affine)
     targets = [cfg.model.backbone]
@@ -142,6 +159,11 @@ def apply_bn(cfg, layout: str, mode: str) -> None:
     for part in targets:
         part.norm_cfg = dict(norm_cfg)
         part.norm_eval = norm_eval
+    if head_norm:
+        new_layers = [cfg.model.neck] + [cfg.model.roi_head[k] for k in ("bbox_head", "mask_head")
+                                         if cfg.model.roi_head.get(k)]
+        for part in new_layers:
+            part.norm_cfg = dict(type=norm_type, requires_grad=True)
 
 
 def stage_channels(depth: int, base_channels: int = 64) -> list[int]:
@@ -175,6 +197,8 @@ def apply_backbone(cfg, layout: str, backbone: dict[str, Any] | None) -> None:
         cfg.model.rpn_head.feat_channels = chans[2]
         head.bbox_roi_extractor.out_channels = chans[2]
         head.bbox_head.in_channels = chans[3]
+        if head.get("mask_head"):  # Mask R-CNN C4: the mask head reads res5 features too
+            head.mask_head.in_channels = chans[3]
         init = (backbone or {}).get("init_cfg")
         # res5 of the checkpoint initialises the shared head: its `layer4.*` keys match as they are.
         head.shared_head.init_cfg = dict(init) if init else None
@@ -281,17 +305,25 @@ def check_data(cfg, dataset: str) -> None:
         set_data_root(cfg, str(found.path))
 
 
-def _voc_fpn_smoke(scale: tuple[int, int]) -> dict[str, Any]:
+def _voc_fpn_smoke(scale: tuple[int, int], bbox_min_size: bool) -> dict[str, Any]:
     # 4 epochs over a 3x repeated VOC07+12 -> 1 epoch over the data once.
     opts: dict[str, Any] = {"train_dataloader.dataset.times": 1}
     for i in (0, 1):
         ds = f"train_dataloader.dataset.dataset.datasets.{i}"
         opts[f"{ds}.pipeline.2.scale"] = scale
         opts[f"{ds}.filter_cfg.min_size"] = 8
-        opts[f"{ds}.filter_cfg.bbox_min_size"] = 4
+        if bbox_min_size:  # mmdet 3.3's 32-px filter, scaled to the small images
+            opts[f"{ds}.filter_cfg.bbox_min_size"] = 4
     opts.update({"train_cfg.max_epochs": 1, "param_scheduler.0.end": 1,
                  "param_scheduler.0.milestones": [1]})
     return opts
+
+
+def _iter_smoke(iters: int) -> dict[str, Any]:
+    """An iteration-based schedule (the C4 protocols) cut to `iters` iterations."""
+    return {"train_cfg.max_iters": iters, "train_cfg.val_interval": iters,
+            "param_scheduler.0.end": 1, "param_scheduler.1.end": iters,
+            "param_scheduler.1.milestones": [iters], "default_hooks.checkpoint.interval": iters}
 
 
 def _voc_c4_smoke(scale: tuple[int, int], iters: int) -> dict[str, Any]:
@@ -299,17 +331,22 @@ def _voc_c4_smoke(scale: tuple[int, int], iters: int) -> dict[str, Any]:
     for i in (0, 1):
         opts[f"train_dataloader.dataset.datasets.{i}.pipeline.2.scales"] = [scale]
         opts[f"train_dataloader.dataset.datasets.{i}.filter_cfg.min_size"] = 8
-    opts.update({"train_cfg.max_iters": iters, "train_cfg.val_interval": iters,
-                 "param_scheduler.0.end": 1, "param_scheduler.1.end": iters,
-                 "param_scheduler.1.milestones": [iters], "default_hooks.checkpoint.interval": iters})
+    opts.update(_iter_smoke(iters))
     return opts
 
 
-def _coco_smoke(scale: tuple[int, int]) -> dict[str, Any]:
-    return {"train_dataloader.dataset.pipeline.2.scale": scale,
-            "train_dataloader.dataset.filter_cfg.min_size": 8,
-            "train_cfg.max_epochs": 1, "param_scheduler.0.end": 1, "param_scheduler.1.end": 1,
-            "param_scheduler.1.milestones": [1]}
+def _coco_smoke(scale: tuple[int, int], multi_scale: bool, iters: int | None) -> dict[str, Any]:
+    opts: dict[str, Any] = {"train_dataloader.dataset.filter_cfg.min_size": 8}
+    if multi_scale:
+        opts["train_dataloader.dataset.pipeline.2.scales"] = [scale]
+    else:
+        opts["train_dataloader.dataset.pipeline.2.scale"] = scale
+    if iters is not None:
+        opts.update(_iter_smoke(iters))
+    else:
+        opts.update({"train_cfg.max_epochs": 1, "param_scheduler.0.end": 1,
+                     "param_scheduler.1.end": 1, "param_scheduler.1.milestones": [1]})
+    return opts
 
 
 def smoke_options(name: str, scale: tuple[int, int] = (128, 96), batch: int = 2,
@@ -317,7 +354,8 @@ def smoke_options(name: str, scale: tuple[int, int] = (128, 96), batch: int = 2,
     """cfg-options that shrink a protocol to a CPU smoke run: small images, `batch` per process,
     no dataloader workers, `iters` training iterations then one evaluation. The full-size settings
     stay in the config files; this is for tests, the demo and benchmarks."""
-    layout, ds = get(name)["layout"], get(name)["dataset"]
+    meta = get(name)
+    layout, ds = meta["layout"], meta["dataset"]
     opts: dict[str, Any] = {"train_dataloader.batch_size": batch,
                             "default_hooks.logger.interval": 1, "log_processor.window_size": 1}
     for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
@@ -333,11 +371,14 @@ def smoke_options(name: str, scale: tuple[int, int] = (128, 96), batch: int = 2,
                      "model.test_cfg.rpn.nms_pre": 200,
                      "model.test_cfg.rpn.max_per_img": 50})
     if ds == "voc" and layout == "fpn":
-        opts.update(_voc_fpn_smoke(scale))
+        opts.update(_voc_fpn_smoke(scale, bbox_min_size=meta["variant"] == "mmdet3"))
     elif ds == "voc":
         opts.update(_voc_c4_smoke(scale, iters))
     else:
-        opts.update(_coco_smoke(scale))
+        opts.update(_coco_smoke(scale, meta.get("multi_scale", False),
+                                iters if layout == "c4" else None))
+    if meta.get("precise_bn"):
+        opts["custom_hooks.0.num_iters"] = iters  # 200 batches in the protocol
     opts["val_dataloader.dataset.pipeline.1.scale"] = scale
     opts["test_dataloader.dataset.pipeline.1.scale"] = scale
     return opts
