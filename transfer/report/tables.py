@@ -44,31 +44,46 @@ def _m(key: str, text: str, tex: str) -> Metric:
     return Metric(key, text, tex)
 
 
-# Known detection protocols -> the paper's table shapes. Unknown names get a generic table.
+_VOC_DATA = ("VOC07+12 trainval -> VOC2007 test", r"VOC07+12 trainval $\rightarrow$ VOC2007 test")
+_COCO_DATA = ("COCO train2017 -> val2017", r"COCO train2017 $\rightarrow$ val2017")
+_AP50_RECALL = (_m("AP50", "AP50", r"AP$_{50}$"), _m("recall", "Recall", "Recall"))
+_VOC_AP = (_m("AP50", "AP50", r"AP$_{50}$"), _m("AP", "AP", "AP"), _m("AP75", "AP75", r"AP$_{75}$"))
+_COCO_BOX = (_m("bbox_AP", "AP", "AP"), _m("bbox_AP50", "AP50", r"AP$_{50}$"),
+             _m("bbox_AP75", "AP75", r"AP$_{75}$"), _m("bbox_APs", "APs", r"AP$_{S}$"),
+             _m("bbox_APm", "APm", r"AP$_{M}$"), _m("bbox_APl", "APl", r"AP$_{L}$"))
+_COCO_BOX_MASK = (_m("bbox_AP", "APbb", r"AP$^{bb}$"), _m("bbox_AP50", "AP50bb", r"AP$^{bb}_{50}$"),
+                  _m("bbox_AP75", "AP75bb", r"AP$^{bb}_{75}$"), _m("segm_AP", "APmk", r"AP$^{mk}$"),
+                  _m("segm_AP50", "AP50mk", r"AP$^{mk}_{50}$"),
+                  _m("segm_AP75", "AP75mk", r"AP$^{mk}_{75}$"))
+
+
+def _spec(detector: str, data: tuple[str, str], metrics: tuple[Metric, ...],
+          bn_modes: tuple[str, ...] = (), recipe: str = "") -> TableSpec:
+    """'DETECTOR, DATA' (+ ' (recipe)'): the detector before the first comma, as
+    `_detector_titles` expects."""
+    tail = f" ({recipe})" if recipe else ""
+    return TableSpec(f"{detector}, {data[0]}{tail}", f"{detector}, {data[1]}{tail}", metrics, bn_modes)
+
+
+# Known detection protocols and variants -> the paper's table shapes (the variant in the title).
+# Unknown names get a generic table.
 DETECTION_SPECS: dict[str, TableSpec] = {
-    "voc-faster-rcnn-fpn": TableSpec(
-        "Faster R-CNN R50-FPN, VOC07+12 trainval -> VOC2007 test",
-        r"Faster R-CNN R50-FPN, VOC07+12 trainval $\rightarrow$ VOC2007 test",
-        (_m("AP50", "AP50", r"AP$_{50}$"), _m("recall", "Recall", "Recall")),
-        ("finetune", "frozen")),
-    "coco-retinanet-fpn": TableSpec(
-        "RetinaNet R50-FPN, COCO train2017 -> val2017",
-        r"RetinaNet R50-FPN, COCO train2017 $\rightarrow$ val2017",
-        (_m("bbox_AP", "AP", "AP"), _m("bbox_AP50", "AP50", r"AP$_{50}$"),
-         _m("bbox_AP75", "AP75", r"AP$_{75}$"), _m("bbox_APs", "APs", r"AP$_{S}$"),
-         _m("bbox_APm", "APm", r"AP$_{M}$"), _m("bbox_APl", "APl", r"AP$_{L}$")),
-        ("frozen",)),
-    "coco-mask-rcnn-fpn": TableSpec(
-        "Mask R-CNN R50-FPN, COCO train2017 -> val2017",
-        r"Mask R-CNN R50-FPN, COCO train2017 $\rightarrow$ val2017",
-        (_m("bbox_AP", "APbb", r"AP$^{bb}$"), _m("bbox_AP50", "AP50bb", r"AP$^{bb}_{50}$"),
-         _m("bbox_AP75", "AP75bb", r"AP$^{bb}_{75}$"), _m("segm_AP", "APmk", r"AP$^{mk}$"),
-         _m("segm_AP50", "AP50mk", r"AP$^{mk}_{50}$"), _m("segm_AP75", "AP75mk", r"AP$^{mk}_{75}$")),
-        ("frozen",)),
-    "voc-faster-rcnn-c4": TableSpec(
-        "Faster R-CNN R50-C4, VOC07+12 trainval -> VOC2007 test (MoCo protocol)",
-        r"Faster R-CNN R50-C4, VOC07+12 trainval $\rightarrow$ VOC2007 test (MoCo protocol)",
-        (_m("AP50", "AP50", r"AP$_{50}$"), _m("AP", "AP", "AP"), _m("AP75", "AP75", r"AP$_{75}$"))),
+    "voc-faster-rcnn-fpn": _spec("Faster R-CNN R50-FPN", _VOC_DATA, _AP50_RECALL, ("finetune", "frozen")),
+    "voc-faster-rcnn-fpn-mmdet3": _spec("Faster R-CNN R50-FPN", _VOC_DATA, _AP50_RECALL,
+                                        ("finetune", "frozen"), "mmdet 3.3 recipe"),
+    "coco-retinanet-fpn": _spec("RetinaNet R50-FPN", _COCO_DATA, _COCO_BOX, ("frozen",)),
+    "coco-retinanet-fpn-mmdet3": _spec("RetinaNet R50-FPN", _COCO_DATA, _COCO_BOX, ("frozen",),
+                                       "mmdet 3.3 recipe"),
+    "coco-mask-rcnn-fpn": _spec("Mask R-CNN R50-FPN", _COCO_DATA, _COCO_BOX_MASK, ("frozen",)),
+    "coco-mask-rcnn-fpn-mmdet3": _spec("Mask R-CNN R50-FPN", _COCO_DATA, _COCO_BOX_MASK, ("frozen",),
+                                       "mmdet 3.3 recipe"),
+    "coco-mask-rcnn-fpn-mmselfsup": _spec("Mask R-CNN R50-FPN", _COCO_DATA, _COCO_BOX_MASK, (),
+                                          "mmselfsup protocol"),
+    "voc-faster-rcnn-c4": _spec("Faster R-CNN R50-C4", _VOC_DATA, _VOC_AP, (), "MoCo protocol"),
+    "voc-faster-rcnn-c4-mmselfsup": _spec("Faster R-CNN R50-C4", _VOC_DATA, _VOC_AP, (),
+                                          "mmselfsup's port of the MoCo protocol"),
+    "coco-mask-rcnn-c4-2x": _spec("Mask R-CNN R50-C4", _COCO_DATA, _COCO_BOX_MASK, (),
+                                  "2x schedule, MoCo protocol"),
 }
 CLASSIFICATION_METRICS = {"top1": _m("top1", "Top-1", "Top-1"), "top5": _m("top5", "Top-5", "Top-5")}
 
