@@ -97,6 +97,8 @@ def test_full_size_settings_are_the_papers():
     for name in protocols.PROTOCOLS:  # pytorch style, RGB, torchvision mean/std
         cfg = protocols.load_config(name)
         assert cfg.model.backbone.style == "pytorch"
+        if name == "voc-faster-rcnn-c4-mmselfsup":
+            continue  # runs mmdet's caffe preprocessor, as mmselfsup's config does (test_protocol_recipes)
         pre = cfg.model.data_preprocessor
         assert pre.bgr_to_rgb and list(pre.mean) == [123.675, 116.28, 103.53]
         assert list(pre.std) == [58.395, 57.12, 57.375]
@@ -224,13 +226,21 @@ def test_every_protocol_trains_two_iterations_and_evaluates(protocol, data, r18,
     rec = check_record(rec, private_tmp, protocol)
     assert rec["checkpoint"]["sha256"] == sha256_file(r18) and rec["checkpoint"]["arch"] == "resnet18"
     assert rec["backbone_load_checked"] is True
-    if protocol == "voc-faster-rcnn-c4":  # default SyncBN, one process: recorded as plain BN
+    meta = protocols.get(protocol)
+    assert rec["protocol"]["variant"] == meta["variant"] and rec["protocol"]["source"] == meta["source"]
+    if meta["default_bn"] == "sync":  # default SyncBN, one process: recorded as plain BN
         assert rec["protocol"]["bn_requested"] == "sync" and rec["protocol"]["bn_used"] == "finetune"
         assert "single process" in rec["protocol"]["bn_note"]
-    if protocol.startswith("voc"):
+    # Precise BN ran (smoke: as many batches as iterations) where the protocol has it.
+    assert rec["protocol"]["precise_bn_iters"] == (2 if meta.get("precise_bn") else None)
+    logs = "".join(p.read_text() for p in Path(private_tmp).glob("*/*.log"))
+    assert ("precise BN: updated" in logs) == bool(meta.get("precise_bn"))
+    if meta["dataset"] == "voc":
         assert {"AP50", "recall"} <= set(rec["metrics"])
-    if protocol == "coco-mask-rcnn-fpn":
-        assert {"bbox_AP", "segm_AP"} <= set(rec["metrics"])
+        if meta["layout"] == "c4":
+            assert {"AP", "AP75"} <= set(rec["metrics"])
+    if "mask-rcnn" in protocol:
+        assert {"bbox_AP", "segm_AP", "segm_AP75"} <= set(rec["metrics"])
 
 
 from mmengine.hooks import Hook  # noqa: E402

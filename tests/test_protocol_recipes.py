@@ -4,7 +4,6 @@ for the -mmdet3 variants, mmselfsup 1.x's benchmark configs (v1.0.0) for the -mm
 variants, and MoCo's detectron2 configs (90e244a2) with detectron2 v0.1.1's defaults for the C4
 protocols. The expected values are written here from those files (see docs/transfer.md)."""
 import inspect
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +14,10 @@ ensure_stack()
 
 from mmengine.config import Config  # noqa: E402
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "transfer"
+from transfer.detection import protocols  # noqa: E402
+from unmix.demo import toydata  # noqa: E402
+
+protocols.register_modules()
 TV_MEAN, TV_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 CAFFE_MEAN = [103.53, 116.28, 123.675]
 
@@ -30,7 +32,7 @@ _cache: dict = {}
 
 def load(name: str) -> Config:
     if name not in _cache:
-        _cache[name] = Config.fromfile(str(CONFIG_DIR / f"{name}.py"))
+        _cache[name] = protocols.load_config(name)
     return Config(_cache[name].to_dict())  # a private copy per test
 
 
@@ -58,6 +60,50 @@ def schedulers(cfg) -> dict:
 
 
 # ------------------------------------------------------------------------------ all of them
+
+VARIANTS = {"voc-faster-rcnn-fpn": "paper-mmdet1x", "coco-retinanet-fpn": "paper-mmdet1x",
+            "coco-mask-rcnn-fpn": "paper-mmdet1x", "voc-faster-rcnn-fpn-mmdet3": "mmdet3",
+            "coco-retinanet-fpn-mmdet3": "mmdet3", "coco-mask-rcnn-fpn-mmdet3": "mmdet3",
+            "coco-mask-rcnn-fpn-mmselfsup": "mmselfsup", "voc-faster-rcnn-c4-mmselfsup": "mmselfsup",
+            "voc-faster-rcnn-c4": "moco-detectron2", "coco-mask-rcnn-c4-2x": "moco-detectron2"}
+
+
+def test_the_registry_holds_every_protocol_and_variant():
+    assert set(protocols.PROTOCOLS) == set(ALL) == set(VARIANTS)
+    for name, meta in protocols.PROTOCOLS.items():
+        assert meta["variant"] == VARIANTS[name] and protocols.config_path(name).stem == name
+        assert meta["layout"] == ("c4" if "-c4" in name else "fpn")
+        assert meta["dataset"] == name.split("-")[0]
+        assert bool(meta.get("precise_bn")) == (name in MOCO_C4)
+        cfg = load(name)
+        hooks = [h.type for h in cfg.get("custom_hooks", [])]
+        assert ("PreciseBNHook" in hooks) == bool(meta.get("precise_bn"))
+    from transfer.report.tables import DETECTION_SPECS
+
+    assert set(DETECTION_SPECS) == set(ALL)
+    c4_coco = DETECTION_SPECS["coco-mask-rcnn-c4-2x"]
+    assert [m.text for m in c4_coco.metrics] == ["APbb", "AP50bb", "AP75bb", "APmk", "AP50mk", "AP75mk"]
+    assert [m.key for m in c4_coco.metrics] == ["bbox_AP", "bbox_AP50", "bbox_AP75",
+                                                "segm_AP", "segm_AP50", "segm_AP75"]
+
+
+def test_voc_metrics_default_to_the_voc07_11_point_ap():
+    """VOC2007 test is scored with the VOC07 devkit's 11-point AP by every source we follow
+    (mmdet 1.x mean_ap.py:357, mmdet 3.3 VOCMetric, mmselfsup, detectron2's use_07_metric)."""
+    from mmdet.registry import METRICS
+
+    from transfer.detection import metrics
+
+    assert metrics.UnmixVOCMetric().eval_mode == "11points"
+    assert metrics.voc_metric_cfg()["eval_mode"] == "11points"
+    assert inspect.signature(metrics.voc_map).parameters["eval_mode"].default == "11points"
+    assert METRICS.build(dict(type="VOCMetric")).eval_mode == "11points"  # mmdet's own default
+    for name in ALL:
+        if name.startswith("voc"):
+            cfg = load(name)
+            protocols.use_unmix_metrics(cfg)
+            assert cfg.test_evaluator == dict(type="UnmixVOCMetric", eval_mode="11points")
+
 
 @pytest.mark.parametrize("name", ALL)
 def test_every_protocol_resolves_with_the_common_settings(name):
@@ -329,3 +375,73 @@ def test_moco_c4_exempts_every_norm_parameter_from_weight_decay():
     assert norm_params and all(decay[i] == 0.0 for i in norm_params)
     others = [p for p in model.parameters() if p.requires_grad and id(p) not in norm_params]
     assert others and all(decay[id(p)] == pytest.approx(1e-4) for p in others)
+
+
+# ---------------------------------------------- difficult boxes: trained on (C4), never scored
+
+def _difficult_voc(root):
+    """One VOC2007 image in the devkit's own XML layout: an easy box, a difficult one, and a
+    small easy one (10 px wide), as labelImg/VOC write them (1-based pixel coordinates)."""
+    toydata.write_voc(root, 1, 1, size=(96, 64), classes=toydata.VOC_CLASSES)
+    ann_dir = root / "VOCdevkit" / "VOC2007" / "Annotations"
+    image_id = (root / "VOCdevkit/VOC2007/ImageSets/Main/trainval.txt").read_text().split()[0]
+    objs = "".join(
+        f"<object><name>{n}</name><pose>Unspecified</pose><truncated>0</truncated>"
+        f"<difficult>{d}</difficult><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
+        f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+        for n, d, b in (("dog", 0, (5, 5, 60, 50)), ("cat", 1, (40, 10, 90, 60)),
+                        ("bird", 0, (70, 20, 80, 40))))
+    (ann_dir / f"{image_id}.xml").write_text(
+        f"<annotation><folder>VOC2007</folder><filename>{image_id}.jpg</filename><size>"
+        f"<width>96</width><height>64</height><depth>3</depth></size><segmented>0</segmented>"
+        f"{objs}</annotation>")
+    return root / "VOCdevkit"
+
+
+@pytest.mark.parametrize("train_difficult,test_mode,bbox_min_size,flags", [
+    (False, False, None, [0, 1, 0]),   # mmdet: difficult ignored
+    (True, False, None, [0, 0, 0]),    # detectron2 / MoCo: difficult trained on
+    (True, True, None, [0, 1, 0]),     # a test set still ignores it (VOC devkit scoring)
+    (True, False, 32, [0, 0, 1]),      # the size filter still applies when asked for
+    (False, False, 32, [0, 1, 1]),     # mmdet 3.3's VOC base
+])
+def test_train_difficult_flips_only_the_difficult_flag(tmp_path, train_difficult, test_mode,
+                                                       bbox_min_size, flags):
+    from mmdet.registry import DATASETS
+
+    root = _difficult_voc(tmp_path)
+    filt = dict(filter_empty_gt=True, min_size=8)
+    if bbox_min_size:
+        filt["bbox_min_size"] = bbox_min_size
+    ds = DATASETS.build(dict(
+        type="UnmixVOCDataset", train_difficult=train_difficult, data_root=str(root),
+        ann_file="VOC2007/ImageSets/Main/trainval.txt", data_prefix=dict(sub_data_root="VOC2007/"),
+        test_mode=test_mode, filter_cfg=None if test_mode else filt, pipeline=[]))
+    inst = ds.get_data_info(0)["instances"]
+    assert [i["ignore_flag"] for i in inst] == flags
+    assert [i["bbox"] for i in inst][1] == [39, 9, 89, 59]  # mmdet's -1 on every coordinate
+
+
+# ----------------------------------------------------- what `unmix finetune` applies to them
+
+@pytest.mark.parametrize("mode,norm", [("sync", "SyncBN"), ("finetune", "BN"), ("frozen", "BN")])
+def test_mmselfsup_new_layer_norms_follow_the_bn_mode_and_stay_trained(mode, norm):
+    cfg = load("coco-mask-rcnn-fpn-mmselfsup")
+    meta = protocols.get("coco-mask-rcnn-fpn-mmselfsup")
+    protocols.apply_bn(cfg, meta["layout"], mode, head_norm=meta["head_norm"])
+    for part in (cfg.model.neck, cfg.model.roi_head.bbox_head, cfg.model.roi_head.mask_head):
+        assert part.norm_cfg == dict(type=norm, requires_grad=True)
+    assert cfg.model.backbone.norm_cfg.requires_grad is (mode != "frozen")
+    assert cfg.model.rpn_head.get("norm_cfg") is None
+    paper = load("coco-mask-rcnn-fpn")  # the paper's: still no norm in the new layers
+    protocols.apply_bn(paper, "fpn", mode, head_norm=protocols.get("coco-mask-rcnn-fpn").get("head_norm", False))
+    assert paper.model.neck.get("norm_cfg") is None
+
+
+def test_c4_mask_rcnn_heads_fit_the_checkpoint_widths():
+    cfg = load("coco-mask-rcnn-c4-2x")
+    protocols.apply_backbone(cfg, "c4", {"depth": 18, "init_cfg": dict(type="Pretrained", checkpoint="b.pth")})
+    head = cfg.model.roi_head
+    assert head.bbox_head.in_channels == 512 and head.mask_head.in_channels == 512
+    assert cfg.model.rpn_head.in_channels == 256 and head.bbox_roi_extractor.out_channels == 256
+    assert head.shared_head.init_cfg.checkpoint == "b.pth" and head.shared_head.depth == 18
