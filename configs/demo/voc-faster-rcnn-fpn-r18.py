@@ -1,11 +1,12 @@
-# The demo's detection run: the `voc-faster-rcnn-fpn` protocol (configs/transfer/) shrunk to the
-# demo's generated scenes (unmix/demo/toydata.py, 64 px, 4 shape classes) on a 2-core CPU: a
+# The demo's detection run: the `voc-faster-rcnn-fpn-mmdet3` protocol (configs/transfer/; the
+# paper's VOC protocol on mmdet 3.3's recipe, the one the demo's numbers were measured with)
+# shrunk to the demo's generated scenes (unmix/demo/toydata.py, 64 px, 4 shape classes) on a 2-core CPU: a
 # ResNet-18 backbone and 64-channel FPN/RPN/RoI heads (256 in the protocol) at 64 px.
 # `unmix demo` passes the difference between this file and the protocol's config as
-# cfg-options to `unmix finetune --protocol voc-faster-rcnn-fpn`, so the records name the real
+# cfg-options to `unmix finetune --protocol voc-faster-rcnn-fpn-mmdet3`, so the records name the real
 # protocol and list every override. The checkpoint's depth/widths and the BN mode are applied by
 # `unmix finetune` (transfer/detection/protocols.py), as for any run.
-_base_ = '../transfer/voc-faster-rcnn-fpn.py'
+_base_ = '../transfer/voc-faster-rcnn-fpn-mmdet3.py'
 
 classes = ('disc', 'box', 'triangle', 'diamond')
 scale = (64, 64)

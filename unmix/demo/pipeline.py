@@ -12,7 +12,7 @@ Stages (each reuses its finished outputs on a re-run unless `--force`):
              same everything else; configs/demo/pretrain-moco-v2*.py)
 3. knn       `unmix knn` of both encoders on the crops (result records)
 4. convert   `unmix convert` of both encoders into mmdet backbones (summary printed)
-5. finetune  `unmix finetune --protocol voc-faster-rcnn-fpn` shrunk by
+5. finetune  `unmix finetune --protocol voc-faster-rcnn-fpn-mmdet3` shrunk by
              configs/demo/voc-faster-rcnn-fpn-r18.py, for {random init, MoCo v2, MoCo v2 + Un-Mix}
              x BN {finetune, frozen} x `detect_seeds` seeds; each run evaluates on VOC2007 test
              and writes result.json
@@ -39,7 +39,7 @@ from unmix.core.errors import UnmixError
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "configs" / "demo"
-PROTOCOL = "voc-faster-rcnn-fpn"
+PROTOCOL = "voc-faster-rcnn-fpn-mmdet3"
 DETECTION_CONFIG = CONFIG_DIR / "voc-faster-rcnn-fpn-r18.py"
 CLASSES: tuple[str, ...] = ("disc", "box", "triangle", "diamond")
 BN_MODES: tuple[str, ...] = ("finetune", "frozen")
