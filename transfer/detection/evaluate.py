@@ -7,7 +7,7 @@ the test loop (the val loop when the config has no test loop), and write the met
 `result.json` through `unmix.core.records`, keeping the rest of the record (checkpoint, protocol, env,
 status) and noting what was evaluated under `record["evaluation"]`.
 
-    unmix evaluate WORK_DIR [--checkpoint FILE] [--metric-options eval_mode=11points ...]
+    unmix evaluate WORK_DIR [--checkpoint FILE] [--metric-options eval_mode=area ...]
 """
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None,
                         help="checkpoint to evaluate (default: the one last_checkpoint names)")
     parser.add_argument("--metric-options", nargs="+", default=None, metavar="KEY=VALUE",
-                        help="evaluator overrides, e.g. eval_mode=11points or iou_thrs=[0.5]")
+                        help="evaluator overrides, e.g. eval_mode=area or iou_thrs=[0.5]")
     parser.add_argument("--no-record", action="store_true", help="print only; leave result.json alone")
 
 
