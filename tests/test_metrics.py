@@ -86,9 +86,9 @@ def test_voc_ap50_matches_mmdet_vocmetric_unrounded():
 
 
 def test_to_record_metrics_voc():
-    metrics, details = M.to_record_metrics(_run_voc())
+    metrics, details = M.to_record_metrics(_run_voc())  # the default: VOC07 11-point AP
     assert set(metrics) == {"AP50", "AP", "AP75", "recall"}
-    assert details["per_class_AP"]["AP50"]["a"] == pytest.approx(100 * 5 / 6, abs=1e-4)
+    assert details["per_class_AP"]["AP50"]["a"] == pytest.approx(100 * 28 / 33, abs=1e-4)
     assert set(details["per_class_AP"]["AP"]) == {"a", "b"}
 
 
