@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from unmix.core.errors import UnmixError
+from unmix.core.signals import Terminated, sigterm_as_interrupt
 
 # name -> (module, one-line purpose)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -63,13 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(ns.args)
     try:
-        return int(module.run(args) or 0)
+        with sigterm_as_interrupt():
+            return int(module.run(args) or 0)
     except UnmixError as e:
         print(f"unmix {ns.command}: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"unmix {ns.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        print(f"unmix {ns.command}: {how}", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
 
 
 if __name__ == "__main__":

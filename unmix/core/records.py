@@ -6,7 +6,7 @@ Schema `unmix.result/1` (documented in README.md, "Result records"):
     {
       "schema": "unmix.result/1",
       "kind": "detection" | "knn" | "linear" | "flatness",
-      "status": "finished" | "failed" | "running",
+      "status": "finished" | "failed" | "interrupted" | "running",
       "error": null | "one line",
       "checkpoint": {"label", "path", "sha256", "format", "arch", "stem",
                      "pretrain": {"method", "unmix", "epochs", "dataset"} | null},
@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,9 @@ from unmix.core.errors import UnmixError
 
 SCHEMA = "unmix.result/1"
 KINDS = ("detection", "knn", "linear", "flatness")
-STATUSES = ("finished", "failed", "running")
+# interrupted: stopped by Ctrl-C or SIGTERM (a cluster's pre-emption); resumable where the
+# command resumes (finetune --resume, the sweep), rerun otherwise.
+STATUSES = ("finished", "failed", "interrupted", "running")
 REQUIRED = ("schema", "kind", "status", "checkpoint", "protocol", "metrics", "env")
 RESULT_NAME = "result.json"
 
@@ -86,6 +89,23 @@ def fail(record: dict[str, Any], error: BaseException | str) -> dict[str, Any]:
     record["finished"] = now()
     record["wall_time_s"] = _elapsed(record)
     return record
+
+
+def interrupt(record: dict[str, Any], how: str = "KeyboardInterrupt") -> dict[str, Any]:
+    """Mark a record stopped from outside (Ctrl-C, SIGTERM): not a failure of the run itself."""
+    record["status"] = "interrupted"
+    record["error"] = f"interrupted ({how})"
+    record["finished"] = now()
+    record["wall_time_s"] = _elapsed(record)
+    return record
+
+
+def stop(record: dict[str, Any], error: BaseException) -> dict[str, Any]:
+    """`interrupt` for a KeyboardInterrupt (SIGTERM arrives as one: `unmix.core.signals`), else
+    `fail`."""
+    if isinstance(error, KeyboardInterrupt):
+        return interrupt(record, getattr(error, "how", None) or "KeyboardInterrupt")
+    return fail(record, error)
 
 
 def write(record: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -158,6 +178,45 @@ def find(roots: list[str | os.PathLike]) -> list[Path]:
         else:
             raise UnmixError(f"{root}: no such file or directory")
     return found
+
+
+def refuse_finished(work_dir: str | os.PathLike, force: bool = False,
+                    what: str = "--work-dir") -> None:
+    """The one rule for reruns: a finished record is replaced only with `--force`. Call it
+    before anything is written to `work_dir`."""
+    path = Path(work_dir) / RESULT_NAME
+    if force or not is_finished(work_dir):
+        return
+    metrics = load(path)["metrics"]
+    shown = ", ".join(f"{k} {v:.2f}" for k, v in list(metrics.items())[:3])
+    raise UnmixError(f"{path}: a finished run is recorded here ({shown or 'no metrics'}); "
+                     f"pass --force to replace it, or choose another {what}")
+
+
+# Checkpoint file names that say nothing of what was trained (a run directory's latest.pth).
+_GENERIC = re.compile(r"^(latest|last|final|checkpoint|ckpt|model|model_best|best|weights|"
+                      r"epoch|iter|step)([_-]?\d+)?$", re.IGNORECASE)
+
+
+def default_label(path: str | os.PathLike) -> str:
+    """A checkpoint's label when none is given: its file name without extensions, or for a
+    generic name (latest.pth, epoch_0200.pth, checkpoint.pth.tar) its run directory's name
+    first, so two runs' `latest.pth` never share a label."""
+    p = Path(path)
+    stem = p.name.split(".")[0] or p.name
+    if not _GENERIC.match(stem):
+        return stem
+    run = Path(os.path.abspath(p)).parent.name
+    if not run:
+        return stem
+    return run if stem.lower() in ("latest", "last", "final") else f"{run}-{stem}"
+
+
+def run_name(label: str, sha256: str | None, *parts: str) -> str:
+    """A default work-dir name, unique per checkpoint: the label (made a plain name), the first
+    8 hex digits of the checkpoint's sha256, then `parts` (dataset, protocol, ...)."""
+    head = files.safe_component(label) + (f"-{sha256[:8]}" if sha256 else "")
+    return "_".join([head, *(files.safe_component(str(p)) for p in parts)])
 
 
 def is_finished(work_dir: str | os.PathLike) -> bool:
