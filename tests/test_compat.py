@@ -61,3 +61,34 @@ def test_allowlist_is_scoped_to_the_mmengine_loader(tmp_path):
     mmengine_style_checkpoint(path)
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path, weights_only=True)  # other torch.load calls stay strict
+
+
+class _BuiltinsModule:
+    """Unpickles as getattr(getattr, '__self__'): the builtins module."""
+
+    def __reduce__(self):
+        return (getattr, (getattr, "__self__"))
+
+
+class _EvalRef:
+    """Unpickles as getattr(<builtins>, 'eval'): no code runs at load, but the loaded object
+    then holds builtins.eval where mmengine expects a statistics method."""
+
+    def __reduce__(self):
+        return (getattr, (_BuiltinsModule(), "eval"))
+
+
+def test_getattr_is_allowed_only_for_history_buffer_statistics(tmp_path):
+    path = tmp_path / "epoch_1.pth"
+    torch.save({"meta": {"epoch": 1}, "state_dict": {}, "message_hub": {"x": _EvalRef()}}, path)
+    with pytest.raises(pickle.UnpicklingError, match=r"refused getattr\(.*'(__self__|eval)'\)"):
+        CheckpointLoader.load_checkpoint(str(path), map_location="cpu")
+    # mmengine's own use still loads: getattr(HistoryBuffer, 'min'|'max'|'current'|'mean')
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    good = tmp_path / "epoch_2.pth"
+    mmengine_style_checkpoint(good)
+    hub = CheckpointLoader.load_checkpoint(str(good), map_location="cpu")["message_hub"]
+    buf = hub["log_scalars"]["train/loss"]
+    assert buf._statistics_methods["min"] is HistoryBuffer.min
+    assert buf.statistics("mean") == 1.5

@@ -7,7 +7,8 @@ each with a test in tests/test_compat.py that fails without it. Installed packag
    mmengine 0.10.7 can then not resume from its own checkpoints (its `message_hub` holds
    `HistoryBuffer`s of numpy arrays). Rather than turning the safety off, we re-register mmengine's
    local loader to load with `weights_only=True` and allow-list exactly the classes mmengine's own
-   checkpoints contain. Foreign checkpoints still go through torch's safe unpickler.
+   checkpoints contain (and `getattr` only as mmengine uses it: `history_buffer_getattr`).
+   Foreign checkpoints still go through torch's safe unpickler.
 """
 from __future__ import annotations
 
@@ -16,14 +17,31 @@ from typing import Callable
 _applied: set[str] = set()
 
 
+def history_buffer_getattr(obj, name):
+    """What a checkpoint's `getattr` may do: fetch one of HistoryBuffer's statistics methods.
+
+    mmengine pickles `HistoryBuffer._statistics_methods` (min, max, current, mean and any
+    registered with `HistoryBuffer.register_statistics`) as `getattr(HistoryBuffer, 'min')`
+    (pickle protocol 2 cannot name a method otherwise). Allow-listing `builtins.getattr` itself
+    would let a file reach anything from an allowed object, e.g.
+    `getattr(getattr(getattr, '__self__'), 'eval')` puts `builtins.eval` into the loaded object;
+    this stands in for `getattr` in the unpickler and allows exactly mmengine's use."""
+    import pickle
+
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    if obj is HistoryBuffer and isinstance(name, str) and name in HistoryBuffer._statistics_methods:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f"refused getattr({getattr(obj, '__qualname__', type(obj).__name__)}, {name!r}): mmengine "
+        "checkpoints use getattr only for HistoryBuffer's statistics methods")
+
+
 def mmengine_safe_globals() -> list:
     """The non-tensor objects mmengine 0.10.7 writes into its own checkpoints (measured by
     disassembling a Runner checkpoint): HistoryBuffers in the message hub, numpy arrays and
-    scalars, numpy 2 dtype classes, and `getattr` (HistoryBuffer pickles its statistics methods
-    as `getattr(HistoryBuffer, 'min')`). The weights-only unpickler still calls only allow-listed
-    callables, so `getattr` results are never called."""
-    import builtins
-
+    scalars, numpy 2 dtype classes, and `getattr` restricted to HistoryBuffer's statistics
+    methods (`history_buffer_getattr`, unpickled in place of `builtins.getattr`)."""
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
 
@@ -34,7 +52,7 @@ def mmengine_safe_globals() -> list:
     dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.float16, np.int64, np.int32,
                                            np.int16, np.int8, np.uint8, np.bool_)]
     return [HistoryBuffer, np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar,
-            builtins.getattr, *dtypes]
+            (history_buffer_getattr, "builtins.getattr"), *dtypes]
 
 
 def fix_checkpoint_loading() -> None:
