@@ -8,6 +8,7 @@ from pretrain.backbones import ARCHS
 from transfer.convert.conversion import save_conversion
 from transfer.convert.formats import FORMATS
 from transfer.convert.verify import convert_and_verify
+from unmix.core import files
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,9 +46,14 @@ def summary(conv, dst: Path | None = None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Before any work: an output that is a directory, sits under a file, or is the source itself
+    # (`convert latest.pth -o latest.pth` would replace a pretraining checkpoint, momentum encoder,
+    # queue and optimizer state, with a backbone).
+    dst = files.check_output(args.output, [args.src])
+    files.remove_orphans(dst.parent, dst.name)
     conv = convert_and_verify(args.src, arch=args.arch, fmt=args.fmt, encoder=args.encoder,
                               trust_pickle=args.trust_pickle, verify=not args.no_verify)
-    dst = save_conversion(conv, args.output)
+    dst = save_conversion(conv, dst)
     print(f"unmix convert: {args.src}")
     print(summary(conv, dst))
     return 0
