@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from pretrain.schema import FORMAT, READABLE_VERSIONS, VERSION
-from unmix.core.files import torch_save
+from unmix.core.files import atomic_link, torch_load, torch_save
 from unmix.core.errors import UnmixError
 
 LATEST = "latest.pth"
@@ -54,13 +54,7 @@ def save(work_dir: str | os.PathLike, model: torch.nn.Module, meta: dict, optimi
     torch_save(obj, latest)
     if keep:
         named = work_dir / f"epoch_{epoch:04d}.pth"
-        tmp = work_dir / f".{named.name}.link"
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(latest, tmp)
-            os.replace(tmp, named)
-        except OSError:  # no hard links on this file system
-            torch_save(obj, named)
+        atomic_link(latest, named)
         return named
     return latest
 
@@ -69,9 +63,10 @@ def load(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UnmixError(f"{path}: checkpoint not found (nothing to resume; run without --resume)")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = torch_load(path)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise UnmixError(f"{path}: not an unmix pretraining checkpoint (format {obj.get('format')!r})")
+        what = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise UnmixError(f"{path}: not an unmix pretraining checkpoint (format {what!r})")
     if obj.get("version") not in READABLE_VERSIONS:
         raise UnmixError(f"{path}: checkpoint version {obj.get('version')} (this unmix reads "
                          f"{', '.join(map(str, READABLE_VERSIONS))})")

@@ -34,6 +34,7 @@ from pretrain.features import extract_features
 from pretrain.knn import knn_predict
 from pretrain.optim import build_optimizer, lr_at
 from unmix.core.config import load_config as _load_config
+from unmix.core import files
 from unmix.core.config import parse_options, to_plain
 from unmix.core.errors import UnmixError
 from unmix.core.logs import open_log
@@ -48,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override config entries, e.g. train.batch_size=256 data.root=/data/cifar")
     parser.add_argument("--resume", action="store_true",
                         help="continue from WORK_DIR/latest.pth on the same trajectory")
+    parser.add_argument("--force", action="store_true",
+                        help="start over in a work dir that holds a run (its checkpoints and "
+                             "metrics.jsonl are replaced)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
 
 
@@ -207,12 +211,18 @@ def run(args: argparse.Namespace) -> int:
     section = {k: to_plain(cfg[k].to_dict()) for k in ("model", "data", "optimizer", "schedule", "train")}
     kcfg = to_plain(cfg.knn.to_dict()) if "knn" in cfg else {"interval": 0}
     work_dir = Path(args.work_dir or Path("work_dirs") / "pretrain" / Path(args.config).stem)
+    if section["data"].get("root"):
+        # Resolved once: config.py and the checkpoint's meta name the data wherever resumed from.
+        root = str(Path(section["data"]["root"]).expanduser().absolute())
+        section["data"]["root"] = root
+        cfg.data.root = root
 
     device, rank, local, world = setup_distributed(getattr(args, "device", None))
     try:
         return train(Run(cfg, mcfg=section["model"], dcfg=section["data"], ocfg=section["optimizer"],
                          scfg=section["schedule"], tcfg=section["train"], kcfg=kcfg,
-                         work_dir=work_dir, device=device, rank=rank, world=world), args.resume)
+                         work_dir=work_dir, device=device, rank=rank, world=world), args.resume,
+                     force=getattr(args, "force", False))
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
@@ -303,6 +313,36 @@ def build_model(run: Run) -> None:
     run.scaler = torch.amp.GradScaler(run.device.type) if run.amp == "fp16" else None
 
 
+def check_work_dir(run: Run, resume: bool, force: bool) -> None:
+    """Before anything is written: a work dir holding a run is continued (--resume) or replaced
+    (--force), never silently overwritten (its checkpoints and metrics.jsonl would be)."""
+    latest = run.work_dir / ckpt.LATEST
+    if resume or force or not latest.is_file():
+        return
+    done = ckpt.load(latest)
+    epoch, epochs = int(done["epoch"]), int(done.get("meta", {}).get("epochs") or run.epochs)
+    state = "a finished run" if epoch >= epochs else f"a run at epoch {epoch} of {epochs}"
+    raise UnmixError(f"{run.work_dir}: holds {state} ({latest}); pass --resume to continue it, "
+                     "--force to start over, or choose another --work-dir")
+
+
+def trim_metrics(path: Path, start_epoch: int) -> int:
+    """Keep the metrics.jsonl lines of the epochs before `start_epoch` (the ones a checkpoint
+    covers); the lines of a cut epoch go, since it is run again and logs its steps anew. Written
+    atomically; returns the lines kept."""
+    if not path.exists():
+        return 0
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if int(json.loads(line)["epoch"]) < start_epoch:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut by the kill
+    files.write_text(path, "".join(x + "\n" for x in kept))
+    return len(kept)
+
+
 def resume_state(run: Run) -> int:
     """Load WORK_DIR/latest.pth into the run (weights, optimizer, scaler, RNG); the epochs done."""
     path = run.work_dir / ckpt.LATEST
@@ -336,10 +376,13 @@ def build_data(run: Run) -> None:
     run.steps_per_epoch = steps
 
 
-def train(run: Run, resume: bool) -> int:
+def train(run: Run, resume: bool, force: bool = False) -> int:
     """Check, build, (resume,) then train epoch by epoch; 0 when done."""
     check_settings(run)
+    check_work_dir(run, resume, force)
     run.work_dir.mkdir(parents=True, exist_ok=True)
+    if run.rank == 0:
+        files.remove_orphans(run.work_dir)  # temp files of a save that was killed
     run.log = open_log(run.work_dir / "train.log" if run.rank == 0 else None,
                        f"unmix.pretrain.{run.work_dir}", stderr=run.rank == 0)
     if run.rank == 0:
@@ -356,8 +399,8 @@ def train(run: Run, resume: bool) -> int:
             find_unused_parameters=bool(run.tcfg.get("find_unused_parameters", False)))
     build_data(run)
     run.writer = _tb_writer(run.work_dir, run.rank == 0 and run.tcfg.get("tensorboard", True))
-    if run.rank == 0 and not resume and run.metrics_path.exists():
-        run.metrics_path.unlink()
+    if run.rank == 0:
+        trim_metrics(run.metrics_path, start_epoch)
     if run.device.type == "cuda":
         torch.backends.cudnn.benchmark = bool(run.tcfg.get("cudnn_benchmark", True))
     _log_settings(run)

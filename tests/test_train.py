@@ -231,3 +231,83 @@ def test_resume_refuses_a_different_run(tmp_path, capsys):
     rc = main(["pretrain", str(CFG / "moco_v2_cifar10.py"), "--work-dir", str(tmp_path / "wd"), "--device", "cpu",
                "--resume", "--cfg-options", f"data.root={tmp_path}", *SMALL_MODEL["moco"]])
     assert rc == 1 and "was trained with method 'byol'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------- reruns and killed runs
+
+def _snapshot(wd: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in wd.iterdir() if p.is_file()}
+
+
+def test_rerun_without_resume_refuses_and_loses_nothing(cifar, tmp_path, capsys):
+    wd = tmp_path / "wd"
+    opts = [*SMALL_MODEL["moco"], "train.seed=3"]
+    assert pretrain("moco_v2_cifar10.py", wd, cifar, *opts) == 0
+    before = _snapshot(wd)
+    capsys.readouterr()
+    assert pretrain("moco_v2_cifar10.py", wd, cifar, *opts) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds a finished run" in err and "--resume" in err, err
+    assert _snapshot(wd) == before  # config.py, latest.pth, metrics.jsonl, train.log: untouched
+    # --force starts over (and says so by replacing the run), --resume of a finished run is a no-op
+    assert pretrain("moco_v2_cifar10.py", wd, cifar, *opts, resume=True) == 0
+    assert (wd / "metrics.jsonl").read_bytes() == before["metrics.jsonl"]
+    assert main(["pretrain", str(CFG / "moco_v2_cifar10.py"), "--work-dir", str(wd), "--device", "cpu",
+                 "--force", "--cfg-options", f"data.root={cifar}", *FAST, *opts]) == 0
+    assert len(losses(wd)) == 2
+
+
+@pytest.mark.slow
+def test_resumed_metrics_hold_each_step_once(cifar, tmp_path, monkeypatch):
+    from pretrain import train as train_mod
+
+    opts = [*SMALL_MODEL["moco"], "schedule.epochs=2"]
+    straight = tmp_path / "straight"
+    assert pretrain("moco_v2_cifar10.py", straight, cifar, *opts) == 0
+    cut = tmp_path / "cut"
+    real_step = train_mod.train_step
+
+    def step_then_die(run, views, epoch, i):
+        out = real_step(run, views, epoch, i)
+        if (epoch, i) == (1, 0):
+            raise KeyboardInterrupt  # killed in the middle of epoch 2, after its first step's line
+        return out
+
+    monkeypatch.setattr(train_mod, "train_step", step_then_die)
+    assert pretrain("moco_v2_cifar10.py", cut, cifar, *opts) == 130
+    assert [json.loads(x)["step"] for x in (cut / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+    monkeypatch.setattr(train_mod, "train_step", real_step)
+    # a save killed during the run left a temp file; the next start removes it
+    (cut / f".latest.pth.unmix-elsewhere-{os.getpid()}-k1ll3d.tmp").write_bytes(b"x" * 1000)
+    assert pretrain("moco_v2_cifar10.py", cut, cifar, *opts, resume=True) == 0
+    steps = [json.loads(x)["step"] for x in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 1, 2, 3] and losses(cut) == losses(straight)
+    assert sorted(p.name for p in cut.iterdir() if p.name.startswith(".")) == []
+
+
+def test_resume_from_truncated_or_hostile_checkpoint_is_one_line(cifar, tmp_path, capsys):
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    lin = nn.Linear(2, 2)
+    ckpt.save(wd, lin, {"method": "moco", "arch": "resnet18", "dataset": "cifar10"},
+              torch.optim.SGD(lin.parameters(), lr=0.1), None, 1, keep=False)
+    whole = (wd / "latest.pth").read_bytes()
+    for content, match in ((whole[: len(whole) // 2], "truncated or corrupt checkpoint"),
+                           (b"", "empty file"), (None, "refused to load")):
+        if content is None:
+            torch.save({"format": "unmix-pretrain", "x": Evil(tmp_path / "ran")}, wd / "latest.pth")
+        else:
+            (wd / "latest.pth").write_bytes(content)
+        capsys.readouterr()
+        assert pretrain("moco_v2_cifar10.py", wd, cifar, *SMALL_MODEL["moco"], resume=True) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and match in err and "latest.pth" in err, err
+    assert not (tmp_path / "ran").exists()
+
+
+class Evil:
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))

@@ -14,6 +14,8 @@ One rule each, used by every command:
   sits under a file, or is one of the command's own inputs, before any work is done.
 - **Containment** (`check_component`, `safe_component`, `inside`): names taken from labels or
   specs never leave the directory they are meant for.
+- **Reading checkpoints as data** (`torch_load`): `weights_only=True`, and a truncated, empty or
+  code-carrying file is a one-line error naming it.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from unmix.core.errors import UnmixError
 
@@ -301,6 +303,43 @@ def inside(root: str | os.PathLike, path: str | os.PathLike) -> Path:
     if full != root_r and root_r not in full.parents:
         raise UnmixError(f"{path}: would be written outside {root}")
     return full
+
+
+# ------------------------------------------------------------------------------ reading back
+
+
+def torch_load(path: str | os.PathLike, safe_globals: Iterable[Any] = (), **kwargs: Any) -> Any:
+    """`torch.load(path, weights_only=True, **kwargs)` with `safe_globals` allowed, and
+    one-line UnmixErrors: a missing, empty, truncated or corrupt file, or one whose pickle names
+    something that is not data (loading it would run code from the file)."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UnmixError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise UnmixError(f"{path}: empty file (a save that was cut?)")
+    kwargs.setdefault("map_location", "cpu")
+    try:
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(path, weights_only=True, **kwargs)
+    except pickle.UnpicklingError as e:
+        m = re.search(r"WeightsUnpickler error: (.+)", str(e))
+        if m:
+            why = m[1].split(" Please use")[0].strip()
+            raise UnmixError(f"{path}: refused to load, not plain checkpoint data ({why})") from None
+        raise _corrupt(path, e) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, IndexError,
+            TypeError, AttributeError, OSError) as e:
+        raise _corrupt(path, e) from None
+
+
+def _corrupt(path: Path, err: BaseException) -> UnmixError:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+    return UnmixError(f"{path}: truncated or corrupt checkpoint ({type(err).__name__}: {first})")
 
 
 # ------------------------------------------------------------------------------------ hashes
