@@ -13,11 +13,20 @@ from unmix.core.config import parse_options
 from unmix.core.errors import UnmixError
 
 
+def _mmengine_ckpt(path: Path, it: int) -> Path:
+    """The layout mmengine's CheckpointHook writes (meta, state_dict, message_hub), tiny."""
+    import torch
+
+    torch.save({"meta": {"epoch": 0, "iter": it}, "state_dict": {"w": torch.full((2,), float(it))},
+                "message_hub": {}}, path)
+    return path
+
+
 def test_find_checkpoint_order(tmp_path):
     with pytest.raises(UnmixError, match="no checkpoint to evaluate"):
         evaluate.find_checkpoint(tmp_path)
-    for name in ("iter_2.pth", "iter_10.pth", "epoch_3.pth"):
-        (tmp_path / name).write_bytes(b"x")
+    for it, name in ((2, "iter_2.pth"), (10, "iter_10.pth"), (3, "epoch_3.pth")):
+        _mmengine_ckpt(tmp_path / name, it)
     assert evaluate.find_checkpoint(tmp_path).name == "iter_10.pth"  # numeric, not lexical
     # last_checkpoint wins, also when it names a path from before the work dir moved
     (tmp_path / "last_checkpoint").write_text("/elsewhere/old/iter_2.pth")
@@ -27,8 +36,53 @@ def test_find_checkpoint_order(tmp_path):
         evaluate.find_checkpoint(tmp_path, "nope.pth")
 
 
+def test_a_copied_work_dir_scores_its_own_checkpoint(tmp_path):
+    """mmengine writes last_checkpoint as an absolute path: in a copy it names the original."""
+    import shutil
+
+    orig = tmp_path / "orig"
+    orig.mkdir()
+    _mmengine_ckpt(orig / "iter_2.pth", 2)
+    (orig / "last_checkpoint").write_text(str(orig / "iter_2.pth"))
+    copy = tmp_path / "copy"
+    shutil.copytree(orig, copy)
+    assert evaluate.find_checkpoint(copy) == (copy / "iter_2.pth").resolve()
+
+
+def test_truncated_empty_or_hostile_checkpoints_are_one_line_and_skipped(tmp_path):
+    good = _mmengine_ckpt(tmp_path / "iter_2.pth", 2)
+    whole = good.read_bytes()
+    (tmp_path / "iter_4.pth").write_bytes(whole[: len(whole) // 2])  # a save killed half-way
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_4.pth"))
+    assert evaluate.find_checkpoint(tmp_path).name == "iter_2.pth"  # the newest that loads
+    with pytest.raises(UnmixError, match=r"iter_4.pth: truncated or corrupt checkpoint"):
+        evaluate.find_checkpoint(tmp_path, "iter_4.pth")
+    (tmp_path / "iter_6.pth").write_bytes(b"")
+    (tmp_path / "iter_5.pth").write_bytes(b"x")  # not even a zip
+    with pytest.raises(UnmixError, match=r"iter_5.pth: truncated or corrupt checkpoint \(Unsupported operand"):
+        evaluate.find_checkpoint(tmp_path, "iter_5.pth")
+    with pytest.raises(UnmixError, match=r"iter_6.pth: empty file"):
+        evaluate.find_checkpoint(tmp_path, "iter_6.pth")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("code from a checkpoint ran",))
+
+    import torch
+
+    torch.save({"meta": {}, "state_dict": {}, "x": Evil()}, tmp_path / "iter_8.pth")
+    with pytest.raises(UnmixError, match=r"iter_8.pth: refused to load, not plain checkpoint data "
+                                         r"\(Unsupported global: GLOBAL print; loading it could run code"):
+        evaluate.find_checkpoint(tmp_path, "iter_8.pth")
+    good.unlink()
+    with pytest.raises(UnmixError, match=r"iter_4.pth: truncated or corrupt checkpoint \(RuntimeError: "
+                                         r"PytorchStreamReader failed reading zip archive: failed finding "
+                                         r"central directory\) \(and 3 more unloadable"):
+        evaluate.find_checkpoint(tmp_path)
+
+
 def test_missing_config_is_a_one_line_error(tmp_path):
-    (tmp_path / "iter_1.pth").write_bytes(b"x")
+    _mmengine_ckpt(tmp_path / "iter_1.pth", 1)
     with pytest.raises(UnmixError, match="no config.py"):
         evaluate.evaluate_work_dir(tmp_path)
 

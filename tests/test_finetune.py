@@ -243,37 +243,8 @@ def test_every_protocol_trains_two_iterations_and_evaluates(protocol, data, r18,
         assert {"bbox_AP", "segm_AP", "segm_AP75"} <= set(rec["metrics"])
 
 
-from mmengine.hooks import Hook  # noqa: E402
-from mmengine.registry import HOOKS  # noqa: E402
-
-
-@HOOKS.register_module(force=True)
-class InterruptAfterIter(Hook):
-    def __init__(self, iters: int) -> None:
-        self.iters = iters
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        if runner.iter + 1 >= self.iters:
-            raise KeyboardInterrupt
-
-
-@pytest.mark.slow
-def test_interrupted_run_resumes(data, r18, private_tmp):
-    name = "voc-faster-rcnn-fpn"
-    opts = protocols.smoke_options(name, scale=SCALE)
-    opts.update({"train_cfg.max_epochs": 2, "train_cfg.val_interval": 2})
-    with pytest.raises(KeyboardInterrupt):
-        ft.finetune(str(r18), name, bn="frozen", work_dir=private_tmp, data_root=root_for(data, name),
-                    cfg_options=dict(opts, custom_hooks=[dict(type="InterruptAfterIter", iters=3)]))
-    failed = records.load(private_tmp / "result.json")
-    assert failed["status"] == "failed" and "interrupted" in failed["error"]
-    assert (private_tmp / "epoch_1.pth").is_file() and not records.is_finished(private_tmp)
-    rec = ft.finetune(str(r18), name, bn="frozen", work_dir=private_tmp, data_root=root_for(data, name),
-                      cfg_options=opts, resume=True)
-    rec = check_record(rec, private_tmp, name)
-    assert rec["protocol"]["iterations"] == 4 and rec["protocol"]["epochs"] == 2
-    logs = "".join(p.read_text() for p in private_tmp.glob("*/*.log"))
-    assert "resumed epoch: 1, iter: 2" in logs
+# Interrupt, SIGTERM, resume from the newest loadable checkpoint with the same losses, reruns into
+# finished work dirs: tests/test_finetune_resume.py.
 
 
 @pytest.mark.slow

@@ -70,8 +70,11 @@ def test_interrupted_sweep_stops_and_resumes_the_cell(tmp_path):
 
     def interrupted(checkpoint, protocol, bn, seed, work_dir, **kw):
         if seed == 1:
-            (work_dir / "last_checkpoint").parent.mkdir(parents=True, exist_ok=True)
-            (work_dir / "last_checkpoint").write_text("epoch_1.pth")
+            import torch
+
+            work_dir.mkdir(parents=True, exist_ok=True)
+            torch.save({"meta": {"epoch": 1, "iter": 2}, "state_dict": {}}, work_dir / "epoch_1.pth")
+            (work_dir / "last_checkpoint").write_text(str(work_dir / "epoch_1.pth"))
             raise KeyboardInterrupt
         return FakeFinetune()(checkpoint, protocol, bn, seed, work_dir, **kw)
 
@@ -99,3 +102,29 @@ def test_spec_file_errors_name_the_file(tmp_path):
         sw.load_spec(p)
     with pytest.raises(UnmixError, match="no such sweep spec"):
         sw.load_spec(tmp_path / "missing.yaml")
+
+
+def test_a_cell_whose_checkpoints_do_not_load_starts_over(tmp_path):
+    """A save killed half-way used to make --resume, and so the cell, fail on every rerun."""
+    s = spec(tmp_path, checkpoints=["none"], bn=["frozen"], seeds=[0])
+    wd = next(sw.cells(s))["work_dir"]
+    wd.mkdir(parents=True)
+    (wd / "epoch_1.pth").write_bytes(b"PK\x03\x04 cut short")
+    (wd / "last_checkpoint").write_text("")
+    fake = FakeFinetune()
+    logged = []
+    sw.sweep(s, finetune_fn=fake, log=logged.append)
+    assert fake.calls == [("random-init", "frozen", 0, False)]
+    assert any("not resuming from" in m and "epoch_1.pth" in m for m in logged)
+
+
+@pytest.mark.parametrize("label", ["../../escape", "/etc", "a/b", "..", "a\\b"])
+def test_labels_cannot_place_cells_outside_the_work_root(tmp_path, label):
+    with pytest.raises(UnmixError, match="checkpoint label .* plain name"):
+        spec(tmp_path, checkpoints=[{"label": label, "path": "a.pth"}])
+
+
+def test_default_labels_of_two_runs_latest_differ(tmp_path):
+    s = spec(tmp_path, checkpoints=["runs/moco/latest.pth", "runs/byol/latest.pth"])
+    assert [c["label"] for c in s["checkpoints"]] == ["moco", "byol"]
+    assert all(tmp_path / "runs" in c["work_dir"].parents for c in sw.cells(s))

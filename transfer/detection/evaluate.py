@@ -12,7 +12,6 @@ status) and noting what was evaluated under `record["evaluation"]`.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -22,34 +21,43 @@ from unmix.core import records
 from unmix.core.config import parse_options
 from unmix.core.files import sha256_file
 from unmix.core.errors import UnmixError
+from transfer.detection import checkpoints
 
 CONFIG_NAME = "config.py"
-_CKPT_RE = re.compile(r"^(epoch|iter)_(\d+)\.pth$")
 
 
 def find_checkpoint(work_dir: str | Path, checkpoint: str | Path | None = None) -> Path:
-    """The checkpoint to evaluate: `checkpoint` if given (absolute, or relative to the cwd or the
-    work dir), else the one `last_checkpoint` names, else the newest epoch_N/iter_N.pth."""
+    """The checkpoint to evaluate, checked to load (one-line error otherwise): `checkpoint` if
+    given (absolute, or relative to the cwd or the work dir), else the file `last_checkpoint`
+    names, looked up in this work dir (mmengine stores an absolute path: in a copied or moved
+    work dir it names the original), else the newest loadable epoch_N/iter_N.pth."""
     work_dir = Path(work_dir)
     if checkpoint is not None:
         for cand in (Path(checkpoint), work_dir / checkpoint):
             if cand.is_file():
+                checkpoints.check(cand)
                 return cand.resolve()
         raise UnmixError(f"{checkpoint}: no such checkpoint (looked in the current directory "
                          f"and in {work_dir})")
-    last = work_dir / "last_checkpoint"
-    if last.is_file():
-        named = Path(last.read_text().strip())
-        # the work dir may have moved since training: fall back to the same name beside `last`
-        for cand in (named, work_dir / named.name):
-            if cand.is_file():
-                return cand.resolve()
-    found = [(m.group(1) == "iter", int(m.group(2)), p) for p in work_dir.glob("*.pth")
-             if (m := _CKPT_RE.match(p.name))]
-    if not found:
-        raise UnmixError(f"{work_dir}: no checkpoint to evaluate (expected last_checkpoint, "
-                         "epoch_N.pth or iter_N.pth from `unmix finetune`; or pass --checkpoint)")
-    return max(found)[2].resolve()
+    skipped: list[str] = []
+    named = checkpoints.last_named(work_dir)
+    if named is not None:
+        try:
+            checkpoints.check(named)
+            return named.resolve()
+        except UnmixError as e:
+            skipped.append(str(e))
+    newest = checkpoints.newest_loadable(work_dir, skipped.append, resumable=False)
+    skipped = list(dict.fromkeys(skipped))  # last_checkpoint's file is met twice
+    if newest is not None:
+        for msg in skipped:
+            print(f"unmix evaluate: {msg}", file=sys.stderr)
+        return newest.resolve()
+    if skipped:
+        raise UnmixError(skipped[0] + (f" (and {len(skipped) - 1} more unloadable checkpoints)"
+                                       if len(skipped) > 1 else ""))
+    raise UnmixError(f"{work_dir}: no checkpoint to evaluate (expected last_checkpoint, "
+                     "epoch_N.pth or iter_N.pth from `unmix finetune`; or pass --checkpoint)")
 
 
 def _evaluators(cfg) -> list[dict]:

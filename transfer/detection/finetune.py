@@ -1,13 +1,18 @@
 """`unmix finetune`: fine-tune an mmdet detector from any ResNet checkpoint under a named protocol.
 
     unmix finetune --checkpoint CKPT --protocol NAME [--bn MODE] [--seed N] [--work-dir DIR]
-                   [--data-root DIR] [--cfg-options k=v ...] [--resume] [--launcher L]
+                   [--data-root DIR] [--cfg-options k=v ...] [--resume] [--force] [--launcher L]
 
 CKPT is anything `unmix convert` reads (converted and verified on the fly into WORK_DIR/backbone.pth)
 or `none` (random-init baseline). The run is mmdet's own Runner on the protocol's config, with the
 BN mode, backbone and linearly scaled lr applied (transfer/detection/protocols.py); after weights are
 initialised a hook asserts that every converted tensor reached the model (mmengine loads with
 strict=False, so partial loading is otherwise silent). Every run writes WORK_DIR/result.json.
+
+Nothing is written before the inputs (checkpoint, protocol, data root, the checkpoint to resume)
+are checked, and a finished record is replaced only with `--force`. Checkpoints are saved
+atomically and carry the RNG states, so `--resume` (from the newest loadable checkpoint) continues
+the same sample (transfer/detection/checkpoints.py).
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from unmix.core import records
+from unmix.core import files, records
 from unmix.core.config import parse_options
 from unmix.core.env import env_info
 from unmix.core.files import sha256_file
@@ -26,7 +31,7 @@ from unmix.core.errors import UnmixError
 from transfer.convert.conversion import save_conversion
 from transfer.convert.mmdet_cfg import mmdet_backbone_cfg
 from transfer.convert.verify import convert_and_verify
-from transfer.detection import protocols
+from transfer.detection import checkpoints, protocols
 
 DEFAULT_WORK_ROOT = Path("work_dirs") / "finetune"
 BACKBONE_NAME = "backbone.pth"
@@ -34,25 +39,31 @@ BACKBONE_NAME = "backbone.pth"
 
 # ------------------------------------------------------------------------------- checkpoints
 
-def prepare_checkpoint(checkpoint: str, work_dir: Path) -> tuple[dict[str, Any], dict | None, dict | None]:
-    """Convert CKPT into WORK_DIR/backbone.pth.
-
-    Returns (record's checkpoint section, converted state dict or None, backbone cfg or None).
-    """
+def prepare_checkpoint(checkpoint: str, work_dir: Path, label: str | None = None
+                       ) -> tuple[dict[str, Any], Any, dict | None]:
+    """Convert CKPT in memory (nothing is written: `save_backbone` does that once every input
+    is checked). Returns (record's checkpoint section, the conversion or None, backbone cfg
+    naming WORK_DIR/backbone.pth, or None)."""
     if checkpoint.lower() == "none":
-        return ({"label": "random-init", "path": None, "sha256": None, "format": "none",
+        return ({"label": label or "random-init", "path": None, "sha256": None, "format": "none",
                  "arch": None, "stem": None, "pretrain": None}, None, None)
     src = Path(checkpoint)
     if not src.is_file():
         raise UnmixError(f"{src}: no such checkpoint file")
     dst = work_dir / BACKBONE_NAME
     conv = convert_and_verify(str(src))
-    save_conversion(conv, str(dst))  # plain meta: mmengine loads it with weights_only=True
     backbone = mmdet_backbone_cfg(conv, checkpoint=str(dst))
-    section = {"label": src.stem, "path": str(src.resolve()), "sha256": sha256_file(src),
+    section = {"label": label or records.default_label(src), "path": str(src.resolve()),
+               "sha256": conv.meta.get("source_sha256") or sha256_file(src),
                "format": conv.format, "arch": conv.arch, "stem": conv.stem,
                "pretrain": conv.meta.get("pretrain")}
-    return section, dict(conv.state_dict), backbone
+    return section, conv, backbone
+
+
+def save_backbone(conv, work_dir: Path) -> None:
+    """WORK_DIR/backbone.pth, plain meta: mmengine loads it with weights_only=True."""
+    if conv is not None:
+        save_conversion(conv, str(work_dir / BACKBONE_NAME))
 
 
 # ----------------------------------------------------------------------------------- hooks
@@ -142,6 +153,11 @@ def build_config(protocol: str, bn: str | None, seed: int, work_dir: Path, data_
         cfg.merge_from_dict(cfg_options)
     if data_root:
         protocols.set_data_root(cfg, data_root)
+    root = protocols.data_root_of(cfg)
+    if root and not Path(root).is_absolute():
+        # Resolved once, against the directory the run starts in: config.py and the record
+        # name the data wherever the work dir is evaluated or resumed from later.
+        protocols.set_data_root(cfg, str(Path(root).expanduser().absolute()))
     protocols.check_data(cfg, meta["dataset"])
     protocols.use_unmix_datasets(cfg)
     bn_requested = bn or meta["default_bn"]
@@ -196,8 +212,14 @@ def _final_metrics(runner, hook) -> dict:
 
 
 def default_work_dir(checkpoint: str, protocol: str, bn: str, seed: int, label: str | None) -> Path:
-    tag = label or ("random-init" if checkpoint.lower() == "none" else Path(checkpoint).stem)
-    return DEFAULT_WORK_ROOT / f"{tag}_{protocol}_{bn}_s{seed}"
+    """work_dirs/finetune/LABEL-SHA8_PROTOCOL_BN_sSEED: unique per checkpoint (two runs'
+    latest.pth differ in their run directory and their bytes)."""
+    if checkpoint.lower() == "none":
+        return DEFAULT_WORK_ROOT / records.run_name(label or "random-init", None, protocol, bn, f"s{seed}")
+    src = Path(checkpoint)
+    sha = sha256_file(src) if src.is_file() else None
+    return DEFAULT_WORK_ROOT / records.run_name(label or records.default_label(src), sha, protocol, bn,
+                                                f"s{seed}")
 
 
 def _running_record(checkpoint: str, protocol: str, bn: str, seed: int, label: str | None,
@@ -206,7 +228,9 @@ def _running_record(checkpoint: str, protocol: str, bn: str, seed: int, label: s
     from transfer.stack import mmcv_ops_kind
 
     env = env_info(device="cuda" if cuda else "cpu", world_size=world_size, mmcv_ops=mmcv_ops_kind())
-    ck_section = {"label": label or Path(checkpoint).stem, "path": checkpoint, "sha256": None,
+    ck_section = {"label": label or ("random-init" if checkpoint.lower() == "none"
+                                     else records.default_label(checkpoint)),
+                  "path": checkpoint, "sha256": None,
                   "format": None, "arch": None, "stem": None, "pretrain": None}
     proto_section = {"name": protocol, "task": "detection",
                      "variant": protocols.get(protocol)["variant"], "seed": seed,
@@ -217,34 +241,79 @@ def _running_record(checkpoint: str, protocol: str, bn: str, seed: int, label: s
 
 
 def _train_and_evaluate(cfg, section: dict[str, Any], expected: dict | None, layout: str,
-                        resume: bool, verify_loading: bool) -> tuple[dict, dict, Any, Any]:
-    """mmengine's Runner on the resolved config, with the load check hook; (metrics, details,
-    runner, hook) of the final evaluation."""
+                        resume_from: Path | None, verify_loading: bool) -> tuple[dict, dict, Any, Any]:
+    """mmengine's Runner on the resolved config, with the load check and resume-state hooks;
+    (metrics, details, runner, hook) of the final evaluation."""
     from mmengine.runner import Runner
 
     from transfer.detection.metrics import to_record_metrics
 
-    cfg.resume = bool(resume)
+    cfg.resume = resume_from is not None
+    cfg.load_from = str(resume_from) if resume_from is not None else None
+    # Only in the running config, not in config.py: mmdet's own tools can still use that file.
+    checkpoints.use_atomic_saves(cfg)
     runner = Runner.from_cfg(cfg)
     runner.logger.info("unmix: lr %.6g = %.6g x total batch %d / %d (linear scaling)",
                        section["lr"], section["lr_base"], section["batch_size_total"],
                        section["lr_base_batch"])
     if section["bn_note"]:
         runner.logger.warning("unmix: %s", section["bn_note"])
-    hook = _hooks(expected, layout, verify=verify_loading and not resume)
+    hook = _hooks(expected, layout, verify=verify_loading and resume_from is None)
     runner.register_hook(hook)
+    runner.register_hook(checkpoints.resume_state_hook())
     runner.train()
     metrics, details = to_record_metrics(_final_metrics(runner, hook))
     return metrics, details, runner, hook
 
 
+def _resume_from(work_dir: Path, resume: bool) -> Path | None:
+    """The newest loadable checkpoint to resume from (None without --resume)."""
+    if not resume:
+        return None
+    found = checkpoints.newest_loadable(work_dir, lambda m: protocols.warn(f"not resuming from {m}"))
+    if found is None:
+        raise UnmixError(f"{work_dir}: nothing to resume (no loadable epoch_N.pth or iter_N.pth); "
+                         "run without --resume to start over")
+    return found
+
+
+def _start_writing(work_dir: Path, conv, cfg, record: dict[str, Any], rank: int) -> None:
+    """The first writes, once every input is checked: orphans of killed saves removed, then
+    backbone.pth, config.py and the 'running' record (process 0; the others wait for it where a
+    process group exists already, else each writes backbone.pth itself, atomically)."""
+    import torch.distributed as dist
+
+    grouped = dist.is_available() and dist.is_initialized()
+    if rank == 0:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        files.remove_orphans(work_dir)
+        save_backbone(conv, work_dir)
+        cfg.dump(str(work_dir / "config.py"))
+        records.write(record, work_dir)
+    elif not grouped:
+        save_backbone(conv, work_dir)
+    if grouped:
+        dist.barrier()  # backbone.pth exists before any process builds its model
+
+
+def _write_failure(record: dict[str, Any], err: BaseException, work_dir: Path, rank: int) -> None:
+    """The record of a run that stopped: failed, or interrupted (Ctrl-C, SIGTERM). A finished
+    record is never replaced by it (inputs are checked before `--force` replaces anything)."""
+    records.stop(record, err)
+    if rank == 0 and not records.is_finished(work_dir):
+        work_dir.mkdir(parents=True, exist_ok=True)
+        records.write(record, work_dir)
+
+
 def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 0,
              work_dir: str | os.PathLike | None = None, data_root: str | None = None,
              cfg_options: dict | None = None, resume: bool = False, launcher: str = "none",
-             label: str | None = None, verify_loading: bool = True) -> dict[str, Any]:
+             label: str | None = None, verify_loading: bool = True, force: bool = False
+             ) -> dict[str, Any]:
     """Fine-tune and evaluate; returns the result record (also written to WORK_DIR/result.json).
 
-    A failure writes a 'failed' record and re-raises.
+    A finished record in WORK_DIR is replaced only with `force`. A failure writes a 'failed'
+    record (an interruption an 'interrupted' one) and re-raises.
     """
     t0 = time.time()
     meta = protocols.get(protocol)
@@ -253,7 +322,7 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
         launcher = "pytorch"  # started by torchrun without --launcher
     bn_requested = bn or meta["default_bn"]
     work_dir = Path(work_dir or default_work_dir(checkpoint, protocol, bn_requested, seed, label)).resolve()
-    work_dir.mkdir(parents=True, exist_ok=True)
+    records.refuse_finished(work_dir, force)
 
     protocols.register_modules()
     import torch
@@ -262,32 +331,30 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
     init_distributed(launcher, cuda)
     record = _running_record(checkpoint, protocol, bn_requested, seed, label, work_dir, world_size, cuda)
     try:
-        ck_section, expected, backbone = prepare_checkpoint(checkpoint, work_dir)
-        if label:
-            ck_section["label"] = label
+        # Every input is checked before anything is written into the work dir.
+        ck_section, conv, backbone = prepare_checkpoint(checkpoint, work_dir, label)
         record["checkpoint"] = ck_section
         cfg, section = build_config(protocol, bn, seed, work_dir, data_root, cfg_options,
                                     backbone, launcher, world_size, cuda)
         record["protocol"] = section
+        resume_from = _resume_from(work_dir, resume)
         if section["bn_note"]:
             protocols.warn(section["bn_note"])
-        if rank == 0:
-            cfg.dump(str(work_dir / "config.py"))
-            records.write(record, work_dir)
+        _start_writing(work_dir, conv, cfg, record, rank)
+        expected = dict(conv.state_dict) if conv is not None else None
         metrics, details, runner, hook = _train_and_evaluate(cfg, section, expected, meta["layout"],
-                                                             resume, verify_loading)
+                                                             resume_from, verify_loading)
         section["iterations"] = runner.iter
         if section.get("epochs") is not None:
             section["epochs"] = runner.epoch
         record["details"] = details
         record["backbone_load_checked"] = hook.checked
+        if resume_from is not None:
+            record["resumed_from"] = str(resume_from)
         records.finish(record, metrics, wall_time_s=round(time.time() - t0, 3))
     except BaseException as err:
-        records.fail(record, "interrupted (KeyboardInterrupt)" if isinstance(err, KeyboardInterrupt)
-                     else err)
         record["wall_time_s"] = round(time.time() - t0, 3)
-        if rank == 0:
-            records.write(record, work_dir)
+        _write_failure(record, err, work_dir, rank)
         raise
     if rank == 0:
         records.write(record, work_dir)
@@ -309,7 +376,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", default=None, help="checkpoint label in the record")
     parser.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE",
                         help="mmengine config overrides, e.g. train_cfg.max_epochs=1")
-    parser.add_argument("--resume", action="store_true", help="resume from the work dir's last checkpoint")
+    parser.add_argument("--resume", action="store_true",
+                        help="resume from the work dir's newest loadable checkpoint")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a finished run's record in the work dir (default: refuse)")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
                         help="multi-process launcher (torchrun -> pytorch)")
 
@@ -319,7 +389,7 @@ def run(args: argparse.Namespace) -> int:
     rec = finetune(args.checkpoint, args.protocol, bn=args.bn, seed=args.seed,
                    work_dir=args.work_dir, data_root=args.data_root,
                    cfg_options=parse_options(args.cfg_options), resume=args.resume,
-                   launcher=args.launcher, label=args.label)
+                   launcher=args.launcher, label=args.label, force=args.force)
     print(f"{rec['work_dir']}/result.json: " + ", ".join(
         f"{k}={v:.2f}" for k, v in rec["metrics"].items()), file=sys.stderr)
     return 0

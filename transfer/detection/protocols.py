@@ -93,12 +93,14 @@ UNMIX_DATASETS = {"VOCDataset": "UnmixVOCDataset", "CocoDataset": "UnmixCocoData
 def register_modules() -> None:
     """Prepare the stack and register our mmdet modules (datasets, metrics, the C4 head, the
     Precise-BN hook, the CIFAR-stem backbone), which configs name by type and `use_unmix_*`
-    looks up."""
+    looks up, and the atomic file backend fine-tuning saves checkpoints through."""
     from transfer.stack import ensure_stack
 
     ensure_stack()
-    from transfer.detection import datasets, heads, metrics, precise_bn  # noqa: F401  (registration)
+    from transfer.detection import checkpoints, datasets, heads, metrics, precise_bn  # noqa: F401
     from transfer.stack import backbones  # noqa: F401  (registration)
+
+    checkpoints.register_backend()  # atomic checkpoint saves
 
 
 def get(name: str) -> dict[str, Any]:

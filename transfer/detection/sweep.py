@@ -13,8 +13,11 @@ SPEC (YAML):
     cfg_options: {train_cfg.max_epochs: 1}   # optional, applied to every cell
 
 A cell whose `result.json` says finished is skipped; a failed cell is recorded (its result.json
-says failed, with the error) and the sweep goes on; an interrupted cell resumes from its last
-checkpoint when the sweep is run again.
+says failed, with the error) and the sweep goes on; an interrupted cell (Ctrl-C, SIGTERM: status
+`interrupted`) resumes from its newest loadable checkpoint when the sweep is run again.
+
+A label names a directory under WORK_ROOT, so it must be one plain name: '/', '\\' and '..' are
+refused (a label such as '../x' or '/etc' would place cells outside the work root).
 """
 from __future__ import annotations
 
@@ -23,9 +26,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from unmix.core import records
+from unmix.core import files, records
 from unmix.core.errors import UnmixError
-from transfer.detection import protocols
+from transfer.detection import checkpoints, protocols
 
 SPEC_KEYS = {"work_root", "data_root", "checkpoints", "protocols", "bn", "seeds", "cfg_options"}
 
@@ -71,14 +74,15 @@ def validate_spec(spec: Any, path: str | Path = "<spec>") -> dict[str, Any]:
 
 def _checkpoint_entry(entry: Any, path: str | Path) -> dict[str, str]:
     if isinstance(entry, str):
-        if entry.lower() == "none":
-            return {"label": "random-init", "path": "none"}
-        return {"label": Path(entry).stem, "path": entry}
-    if isinstance(entry, dict) and "path" in entry:
-        p = str(entry["path"])
-        return {"label": str(entry.get("label") or ("random-init" if p.lower() == "none" else Path(p).stem)),
-                "path": p}
-    raise UnmixError(f"{path}: a checkpoint entry is a path, 'none', or {{label, path}}; got {entry!r}")
+        entry = {"path": entry}
+    if not (isinstance(entry, dict) and "path" in entry):
+        raise UnmixError(f"{path}: a checkpoint entry is a path, 'none', or {{label, path}}; got {entry!r}")
+    p = str(entry["path"])
+    label = entry.get("label")
+    if label is None or label == "":
+        label = "random-init" if p.lower() == "none" else records.default_label(p)
+    files.check_component(str(label), f"{path}: checkpoint label")
+    return {"label": str(label), "path": p}
 
 
 def cells(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -87,9 +91,10 @@ def cells(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
         for proto in spec["protocols"]:
             for bn in spec.get("bn") or [protocols.get(proto)["default_bn"]]:
                 for seed in spec["seeds"]:
+                    rel = Path(ck["label"], proto, bn, f"seed{seed}")
+                    files.inside(root, rel)  # labels are checked; this holds whatever they become
                     yield {"checkpoint": ck["path"], "label": ck["label"], "protocol": proto,
-                           "bn": bn, "seed": seed,
-                           "work_dir": root / ck["label"] / proto / bn / f"seed{seed}"}
+                           "bn": bn, "seed": seed, "work_dir": root / rel}
 
 
 def _data_root(spec: dict[str, Any], protocol: str) -> str | None:
@@ -113,7 +118,7 @@ def sweep(spec: dict[str, Any], finetune_fn: Callable[..., dict] | None = None,
             log(f"{tag}: finished before, skipped ({wd})")
             out["skipped"].append(str(wd))
             continue
-        resume = (Path(wd) / "last_checkpoint").is_file()
+        resume = checkpoints.newest_loadable(wd, lambda m, t=tag: log(f"{t}: not resuming from {m}")) is not None
         log(f"{tag}: {'resuming' if resume else 'running'} in {wd}")
         try:
             rec = finetune_fn(cell["checkpoint"], cell["protocol"], bn=cell["bn"], seed=cell["seed"],
@@ -140,8 +145,8 @@ def _record_failure(cell: dict[str, Any], err: BaseException) -> None:
     """finetune() writes its own failed record; this covers errors before it could."""
     path = Path(cell["work_dir"]) / records.RESULT_NAME
     try:
-        if records.load(path)["status"] == "failed":
-            return
+        if records.load(path)["status"] in ("failed", "finished"):
+            return  # finetune's own record, or a finished run that must stay
     except UnmixError:
         pass
     rec = records.new_record(

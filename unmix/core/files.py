@@ -327,18 +327,31 @@ def torch_load(path: str | os.PathLike, safe_globals: Iterable[Any] = (), **kwar
         with torch.serialization.safe_globals(list(safe_globals)):
             return torch.load(path, weights_only=True, **kwargs)
     except pickle.UnpicklingError as e:
-        m = re.search(r"WeightsUnpickler error: (.+)", str(e))
-        if m:
-            why = m[1].split(" Please use")[0].strip()
-            raise UnmixError(f"{path}: refused to load, not plain checkpoint data ({why})") from None
-        raise _corrupt(path, e) from None
+        raise _unpickling(path, e) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, IndexError,
             TypeError, AttributeError, OSError) as e:
         raise _corrupt(path, e) from None
 
 
+_CODE = ("Unsupported global", "unrecognized function", "refused", "blocked")
+
+
+def _unpickling(path: Path, err: BaseException) -> UnmixError:
+    """torch's weights-only refusal, as one line: what the pickle names that is not data, or
+    (an operand it cannot read) a corrupt file."""
+    text = str(err)
+    m = re.search(r"WeightsUnpickler error:(.*?)(Check the documentation|$)", text, re.S)
+    why = " ".join((m[1] if m else text).split())
+    why = re.sub(r"( was not an allowed global by default)?\.? Please use .*$", "", why)
+    why = why.replace(" was not an allowed global by default", " is not allowed")
+    if any(word in why for word in _CODE):
+        return UnmixError(f"{path}: refused to load, not plain checkpoint data ({why}; loading "
+                          "it could run code from the file)")
+    return UnmixError(f"{path}: truncated or corrupt checkpoint ({why[:160] or type(err).__name__})")
+
+
 def _corrupt(path: Path, err: BaseException) -> UnmixError:
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0][:160]
     return UnmixError(f"{path}: truncated or corrupt checkpoint ({type(err).__name__}: {first})")
 
 
