@@ -484,3 +484,82 @@ def test_detector_name_follows_the_backbone_built():
     assert detector_name("Mask R-CNN R50-FPN", {"depth": 50, "base_channels": 128}) == "Mask R-CNN R50w2-FPN"
     assert detector_name("Faster R-CNN R50-C4", {"type": "CifarResNet", "depth": 50}) == \
         "Faster R-CNN R50-C4 (CIFAR stem)"
+
+
+# ------------------------------------------------------------------ writing as one unit
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_full_disk_leaves_the_previous_report_whole(results, tmp_path, capsys, monkeypatch):
+    import errno
+
+    out = tmp_path / "reports" / "paper"
+    assert _cli([str(results), "-o", str(out)], capsys)[0] == 0
+    (out / "notes.txt").write_text("my notes on this report")  # a user's file beside it
+    before = _tree(out)
+    assert "manifest.json" in before and "plots/seeds-detection-voc-faster-rcnn-fpn.png" in before
+    real, calls = Path.write_bytes, []
+
+    def fills_up(self, data):
+        calls.append(self)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", fills_up)
+    rc, err = _cli([str(results), "-o", str(out), "--decimals", "2"], capsys)
+    monkeypatch.undo()
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"No space left on device: {out}/" in err
+    assert _tree(out) == before  # not half old, half new
+    assert sorted(p.name for p in out.parent.iterdir()) == ["paper"]  # no temp dir left behind
+    # The next report replaces the old one as a whole: the user's file stays, stale plots go.
+    rc, _ = _cli([str(results), "-o", str(out), "--no-plots", "--formats", "md"], capsys)
+    after = _tree(out)
+    assert rc == 0 and after["notes.txt"] == b"my notes on this report"
+    assert set(after) == {"report.md", "manifest.json", "notes.txt"}
+    assert json.loads(after["manifest.json"])["files"].keys() == {"report.md"}
+
+
+@pytest.mark.parametrize("where,message", [("file", "exists and is not a directory"),
+                                           ("under-file", "is a file, not a directory"),
+                                           ("read-only", "Read-only file system: ")])
+def test_output_that_cannot_be_a_report_directory_is_one_line(results, tmp_path, capsys, monkeypatch,
+                                                              where, message):
+    import errno
+
+    from unmix.core import files
+
+    target = tmp_path / "out"
+    if where == "file":
+        target.write_text("x")
+    elif where == "under-file":
+        (tmp_path / "f").write_text("x")
+        target = tmp_path / "f" / "out"
+    else:
+        def erofs(*a, **k):
+            raise OSError(errno.EROFS, "Read-only file system")
+
+        monkeypatch.setattr(files.tempfile, "mkdtemp", erofs)
+    rc, err = _cli([str(results), "-o", str(target), "--no-plots"], capsys)
+    assert rc == 1 and message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_nan_and_inf_metrics_are_dashes_with_a_note(tmp_path, capsys):
+    root = tmp_path / "r"
+    for s in (0, 1):
+        put(root, "detection", "MoCo", "voc-faster-rcnn-fpn", s,
+            {"AP50": float("nan") if s == 0 else 70.0, "recall": 90.0}, bn="finetune", pretrain=MOCO)
+        put(root, "detection", "Ours", "voc-faster-rcnn-fpn", s, {"AP50": float("inf"), "recall": 91.0 + s},
+            bn="finetune", pretrain=OURS, sha=SHA_OURS)
+        put(root, "knn", f"k{s}", "knn-k200-t0.1", 0, {"top1": float("-inf") if s else 50.0},
+            dataset="cifar10", pretrain={**MOCO, "epochs": 100 * (s + 1)})
+    rc, err = _cli([str(root), "-o", str(tmp_path / "out")], capsys)
+    assert rc == 0, err
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| MoCo | 2 | —[a] | 90.0 ± 0.0 |" in md
+    assert "AP50 is nan in 1 of 2 runs (seeds 0); not averaged" in md
+    assert "AP50 is inf in 2 of 2 runs (seeds 0, 1)" in md and "top1 is -inf in 1 of 1 runs" in md
+    assert "| Ours | 2 | —[c] | **91.5** ± 0.7 (+1.5) |" in md  # the finite column still compares

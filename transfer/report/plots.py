@@ -7,6 +7,7 @@ the numbers, not pixels; `render_plots` draws them to PNG and SVG bytes in memor
 from __future__ import annotations
 
 import io
+import math
 import statistics
 import textwrap
 from typing import Any
@@ -30,7 +31,7 @@ def epoch_series(runs: pd.DataFrame, kind: str, protocol: str, dataset: str | No
         pts = []
         for ep, g in grp.groupby("epochs", sort=True):
             vals = [float(m[metric]) for m in g.metrics if metric in m]
-            if vals:
+            if vals and all(map(math.isfinite, vals)):  # NaN/inf: a dash with a note in the table
                 pts.append({"epochs": ep, "mean": statistics.fmean(vals),
                             "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "values": vals})
         if pts:
@@ -44,7 +45,10 @@ def flat_curves(runs: pd.DataFrame, protocol: str) -> dict[str, list[float]]:
                & runs.superseded_by.isna()]
     out: dict[str, list[float]] = {}
     for label, grp in sel.groupby("label", sort=True):
-        curves = [list(map(float, c)) for c in grp.sorted_probs if c]
+        curves = [list(map(float, c)) for c in grp.sorted_probs
+                  if c and all(math.isfinite(float(v)) for v in c)]
+        if not curves:
+            continue
         n = min(map(len, curves))
         out[label] = [statistics.fmean(c[i] for c in curves) for i in range(n)]
     return out

@@ -435,6 +435,10 @@ def _cell(col: Column, sel: list[dict[str, Any]], bad: list[dict[str, Any]], whe
         if col.metric.key in r["metrics"]:
             cell.values.append(float(r["metrics"][col.metric.key]))
             cell.seeds.append(r["seed"])
+    if not all(map(math.isfinite, cell.values)):
+        cell.note = note(_non_finite_note(col.metric.key, cell.values, cell.seeds, where))
+        cell.values, cell.seeds = [], []
+        return cell
     if cell.values:
         cell.mean = statistics.fmean(cell.values)
         cell.std = statistics.stdev(cell.values) if len(cell.values) > 1 else None
@@ -447,6 +451,14 @@ def _cell(col: Column, sel: list[dict[str, Any]], bad: list[dict[str, Any]], whe
     else:
         cell.note = note(f"{where}: no run.")
     return cell
+
+
+def _non_finite_note(key: str, values: list[float], seeds: list[Any], where: str) -> str:
+    """Why a cell is a dash when a record holds NaN or inf: a mean would hide the broken run."""
+    bad = [(v, s) for v, s in zip(values, seeds) if not math.isfinite(v)]
+    kinds = "/".join(sorted({"nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") for v, _ in bad}))
+    return (f"{where}: {key} is {kinds} in {len(bad)} of {len(values)} runs (seeds "
+            f"{_fmt_seeds(s for _, s in bad)}); not averaged, see the records.")
 
 
 def _apply_baselines(table: Table, labels: list[str], info: dict[str, dict[str, Any]],
