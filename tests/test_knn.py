@@ -158,3 +158,60 @@ def test_record_pretrain_block_from_unmix_pretrain_checkpoint(tmp_path):
     x = torch.rand(2, 3, 32, 32)
     enc.eval()
     assert enc(x).shape == (2, 512)
+
+
+def test_two_runs_latest_get_their_own_records_and_reruns_need_force(tmp_path, capsys, monkeypatch):
+    """README step 2: `unmix knn .../moco_v2_cifar10/latest.pth` and `.../..._unmix/latest.pth`
+    used to write the same work_dirs/knn/latest_folder, the second replacing the first."""
+    from unmix.core import records
+    from unmix.cli import main
+
+    root = tmp_path / "data"
+    fakedata.write_image_folder(root / "train", classes=3, per_class=2, size=32)
+    fakedata.write_image_folder(root / "val", classes=3, per_class=1, size=32, seed=9)
+    runs = tmp_path / "work_dirs" / "pretrain"
+    for i, name in enumerate(("moco_v2_cifar10", "moco_v2_cifar10_unmix")):
+        (runs / name).mkdir(parents=True)
+        fakedata.write_random_resnet(runs / name / "latest.pth", seed=i)
+    monkeypatch.chdir(tmp_path)
+    argv = ["--dataset", "folder", "--data-root", "data", "--arch", "resnet18", "--image-size", "32",
+            "--batch-size", "4", "--workers", "0", "--device", "cpu", "--k", "3"]
+    for name in ("moco_v2_cifar10", "moco_v2_cifar10_unmix"):
+        assert main(["knn", f"work_dirs/pretrain/{name}/latest.pth", *argv]) == 0
+    found = sorted(records.find([tmp_path / "work_dirs" / "knn"]))
+    recs = [records.load(p) for p in found]
+    assert [r["checkpoint"]["label"] for r in recs] == ["moco_v2_cifar10", "moco_v2_cifar10_unmix"]
+    assert all(p.parent.name.startswith(r["checkpoint"]["label"] + "-" + r["checkpoint"]["sha256"][:8])
+               for p, r in zip(found, recs))
+    assert recs[0]["protocol"]["data_root"] == str(root)  # relative --data-root, recorded absolute
+    before = found[0].read_bytes()
+    capsys.readouterr()
+    assert main(["knn", "work_dirs/pretrain/moco_v2_cifar10/latest.pth", *argv]) == 1
+    err = capsys.readouterr().err
+    assert "a finished run is recorded here" in err and "--force" in err and len(err.strip().splitlines()) == 1
+    assert found[0].read_bytes() == before
+    assert main(["knn", "work_dirs/pretrain/moco_v2_cifar10/latest.pth", *argv, "--force"]) == 0
+    assert records.load(found[0])["finished"] >= recs[0]["finished"]
+
+
+def test_interrupted_knn_records_interrupted(tmp_path, monkeypatch):
+    from transfer.frozen import knn
+    from unmix.cli import main
+    from unmix.core import records
+    from unmix.core.signals import Terminated
+
+    root = tmp_path / "data"
+    fakedata.write_image_folder(root / "train", classes=3, per_class=2, size=32)
+    fakedata.write_image_folder(root / "val", classes=3, per_class=1, size=32, seed=9)
+    ckpt = fakedata.write_random_resnet(tmp_path / "enc.pth")
+
+    def terminated(*a, **k):
+        raise Terminated()  # what SIGTERM raises inside `unmix` (unmix.core.signals)
+
+    monkeypatch.setattr(knn, "knn_predict", terminated)
+    rc = main(["knn", str(ckpt), "--dataset", "folder", "--data-root", str(root), "--arch", "resnet18",
+               "--image-size", "32", "--work-dir", str(tmp_path / "w"), "--batch-size", "4",
+               "--workers", "0", "--device", "cpu", "--k", "3"])
+    assert rc == 143
+    rec = records.load(tmp_path / "w" / "result.json")
+    assert rec["status"] == "interrupted" and rec["error"] == "interrupted (SIGTERM)"

@@ -297,12 +297,12 @@ def _start_writing(work_dir: Path, conv, cfg, record: dict[str, Any], rank: int)
 
 
 def _write_failure(record: dict[str, Any], err: BaseException, work_dir: Path, rank: int) -> None:
-    """The record of a run that stopped: failed, or interrupted (Ctrl-C, SIGTERM). A finished
-    record is never replaced by it (inputs are checked before `--force` replaces anything)."""
-    records.stop(record, err)
-    if rank == 0 and not records.is_finished(work_dir):
-        work_dir.mkdir(parents=True, exist_ok=True)
-        records.write(record, work_dir)
+    """The record of a run that stopped: failed, or interrupted (Ctrl-C, SIGTERM); never over a
+    finished one (inputs are checked before `--force` replaces anything)."""
+    if rank == 0:
+        records.write_stopped(record, err, work_dir)
+    else:
+        records.stop(record, err)
 
 
 def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 0,

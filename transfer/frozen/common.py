@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import logging
 import os
-import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from pretrain import data
 from transfer.convert.conversion import build_encoder, convert_file
-from unmix.core import records
+from unmix.core import files, records
 from unmix.core.errors import UnmixError
 
 # Which split is the "test" side when the user does not say; the train side is always 'train'.
@@ -67,14 +66,18 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_run_arguments(parser: argparse.ArgumentParser, many: bool = False) -> None:
     parser.add_argument("--work-dir", default=None, help="where the record and log go "
-                        "(default: work_dirs/<kind>/<label>_<dataset>)")
+                        "(default: work_dirs/<kind>/<label>-<sha256 prefix>_<dataset>)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a finished record in the work dir (default: refuse)")
     if many:
         parser.add_argument("--label", action="append", default=None,
                             help="name of each checkpoint in records and reports, once per "
-                            "checkpoint in order (default: the file names without extension)")
+                            "checkpoint in order (default: the file name without extension; "
+                            "for latest.pth and the like, the run directory's name)")
     else:
         parser.add_argument("--label", default=None, help="name of the checkpoint in records and "
-                            "reports (default: the file name without extension)")
+                            "reports (default: the file name without extension; for latest.pth "
+                            "and the like, the run directory's name)")
     parser.add_argument("--batch-size", type=int, default=256, help="images per feature batch")
     parser.add_argument("--workers", type=int, default=4, help="data-loader worker processes")
     parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
@@ -95,17 +98,17 @@ def resolve_device(device: str | None) -> str:
 
 
 def label_for(path: str | os.PathLike, label: str | None) -> str:
-    if label:
-        return label
-    return Path(path).name.split(".")[0] or Path(path).name
+    return label or records.default_label(path)
 
 
 def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "run"
+    return files.safe_component(text)
 
 
-def default_work_dir(kind: str, label: str, dataset: str) -> Path:
-    return Path("work_dirs") / kind / f"{safe_name(label)}_{safe_name(dataset)}"
+def default_work_dir(kind: str, label: str, dataset: str, sha256: str | None = None) -> Path:
+    """work_dirs/KIND/LABEL-SHA8_DATASET: unique per checkpoint, so two runs' latest.pth never
+    share a work dir (and a rerun of the same checkpoint finds its finished record)."""
+    return Path("work_dirs") / kind / records.run_name(label, sha256, dataset)
 
 
 def check_dataset(name: str, root: str | os.PathLike) -> None:
@@ -218,6 +221,7 @@ def prepare(args) -> tuple[Any, str, str, Any, dict]:
     frozen encoder, the record's checkpoint section), with one-line errors for bad input."""
     device = resolve_device(args.device)
     check_dataset(args.dataset, args.data_root)
+    args.data_root = str(Path(args.data_root).expanduser().absolute())  # resolved once, recorded
     label = label_for(args.checkpoint, args.label)
     split = test_split(args.dataset, args.test_split)
     encoder, ckpt = load_encoder(args.checkpoint, args.arch, args.fmt, args.encoder, args.trust_pickle)
@@ -225,15 +229,25 @@ def prepare(args) -> tuple[Any, str, str, Any, dict]:
     return device, label, split, encoder, ckpt
 
 
+def work_dir_for(args, kind: str, label: str, ckpt: dict) -> Path:
+    """--work-dir or the default one; refuses (before anything is written) to replace a
+    finished record without --force."""
+    work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(
+        kind, label, args.dataset, ckpt.get("sha256"))
+    records.refuse_finished(work_dir, getattr(args, "force", False))
+    return work_dir
+
+
 @contextlib.contextmanager
 def failure_recorded(record: dict, work_dir: Path, log: logging.Logger) -> Iterator[None]:
-    """An unexpected error inside marks `record` failed, writes it, logs it and propagates; a
-    user error (UnmixError) propagates as it is, leaving no failed record behind."""
+    """An unexpected error inside marks `record` failed (Ctrl-C or SIGTERM: interrupted),
+    writes it unless a finished record is there, logs it and propagates; a user error
+    (UnmixError) propagates as it is, leaving no failed record behind."""
     try:
         yield
     except UnmixError:
         raise
-    except Exception as e:
-        records.write(records.fail(record, e), work_dir)
-        log.info("failed: %s", e)
+    except (Exception, KeyboardInterrupt) as e:
+        records.write_stopped(record, e, work_dir)
+        log.info("%s: %s", record["status"], record["error"])
         raise

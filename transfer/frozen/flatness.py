@@ -83,8 +83,9 @@ def _labels(args: argparse.Namespace) -> list[str]:
     if given and len(given) != len(args.checkpoints):
         raise UnmixError(f"--label given {len(given)} times for {len(args.checkpoints)} checkpoints")
     labels = [fx.label_for(c, given[i] if given else None) for i, c in enumerate(args.checkpoints)]
-    if len(set(labels)) != len(labels):
-        raise UnmixError(f"checkpoint labels must be distinct, got {', '.join(labels)} (use --label)")
+    if len(set(labels)) != len(labels) or len({fx.safe_name(x) for x in labels}) != len(labels):
+        raise UnmixError(f"checkpoint labels must be distinct (also as directory names), got "
+                         f"{', '.join(labels)} (use --label)")
     return labels
 
 
@@ -113,8 +114,11 @@ def _one(args, ckpt_path: str, label: str, dataset, device, protocol: dict, work
         metrics = flatness_metrics(stats)
     except UnmixError:
         raise
+    except KeyboardInterrupt as e:
+        records.write_stopped(record, e, work_dir)
+        raise
     except Exception as e:
-        records.write(records.fail(record, e), work_dir)
+        records.write_stopped(record, e, work_dir)
         log.info("%s: failed: %s", label, e)
         return None
     finally:
@@ -137,21 +141,25 @@ def run(args: argparse.Namespace) -> int:
         fx.check_checkpoint(c)
     device = fx.resolve_device(args.device)
     fx.check_dataset(args.dataset, args.data_root)
+    args.data_root = str(Path(args.data_root).expanduser().absolute())  # resolved once, recorded
     split = fx.test_split(args.dataset, args.test_split)
     dataset = fx.build_dataset(args.dataset, args.data_root, split, image_size=args.image_size)
     work_root = Path(args.work_dir) if args.work_dir else Path("work_dirs") / "flatness" / fx.safe_name(args.dataset)
     name = _protocol_name(args.dataset, split, args.temperature)
-    protocol = {"name": name, "task": "flatness", "dataset": args.dataset, "train_split": None,
+    protocol = {"name": name, "task": "flatness", "dataset": args.dataset, "data_root": args.data_root,
+                "train_split": None,
                 "test_split": split, "seed": args.seed, "temperature": args.temperature,
                 "outputs": "pooled encoder features", "batch_size_total": args.batch_size,
                 "image_size": args.image_size}
+    dirs = {label: work_root / fx.safe_name(label) for label in labels}
+    for d in dirs.values():  # before anything is written
+        records.refuse_finished(d, getattr(args, "force", False))
     rows, curves, failures = [], {}, 0
     with work_dir_log(work_root, "flatness") as log:
         log.info("flatness: %d checkpoint(s) on %s [%s], T=%g, device %s", len(labels), args.dataset,
                  split, args.temperature, device)
         for ckpt_path, label in zip(args.checkpoints, labels):
-            done = _one(args, ckpt_path, label, dataset, device, dict(protocol),
-                        work_root / fx.safe_name(label), log)
+            done = _one(args, ckpt_path, label, dataset, device, dict(protocol), dirs[label], log)
             if done is None:
                 failures += 1
                 continue

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from pretrain.knn import knn_predict
 from pretrain.features import extract_features
@@ -35,9 +34,10 @@ def run(args: argparse.Namespace) -> int:
     test_set = fx.build_dataset(args.dataset, args.data_root, test_split, image_size=args.image_size)
     num_classes = fx.num_classes_of(args.dataset, train_set)
 
-    work_dir = Path(args.work_dir) if args.work_dir else fx.default_work_dir("knn", label, args.dataset)
+    work_dir = fx.work_dir_for(args, "knn", label, ckpt)
     protocol = {"name": f"knn-k{args.k}-t{args.t:g}", "task": "classification",
-                "dataset": args.dataset, "train_split": args.train_split, "test_split": test_split,
+                "dataset": args.dataset, "data_root": args.data_root,
+                "train_split": args.train_split, "test_split": test_split,
                 "k": args.k, "t": args.t, "seed": args.seed, "features": "pooled encoder output",
                 "batch_size_total": args.batch_size}
     record = records.new_record("knn", ckpt, protocol, env=env_info(device))

@@ -232,7 +232,8 @@ def settings(args: argparse.Namespace) -> Settings:
 def _protocol_block(args: argparse.Namespace, s: Settings, test_split: str) -> dict:
     p = s.p
     return {"name": s.name, "task": "classification", "base_protocol": s.base,
-            "dataset": args.dataset, "train_split": args.train_split, "test_split": test_split,
+            "dataset": args.dataset, "data_root": args.data_root,
+            "train_split": args.train_split, "test_split": test_split,
             "seed": args.seed, "epochs": s.epochs, "lr": s.lr, "batch_size_total": s.bs,
             "schedule": p.schedule, "milestones": list(p.milestones), "momentum": p.momentum,
             "weight_decay": p.weight_decay, "aug": s.aug, "feature_norm": p.feature_norm,
@@ -248,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
     test_set = fx.build_dataset(args.dataset, args.data_root, test_split, image_size=args.image_size)
     num_classes = fx.num_classes_of(args.dataset, train_set)
 
-    work_dir = Path(args.work_dir) if args.work_dir else fx.default_work_dir("linear", label, args.dataset)
+    work_dir = fx.work_dir_for(args, "linear", label, ckpt)
     protocol = _protocol_block(args, s, test_split)
     record = records.new_record("linear", ckpt, protocol, env=env_info(device))
     t0 = time.time()

@@ -108,6 +108,16 @@ def stop(record: dict[str, Any], error: BaseException) -> dict[str, Any]:
     return fail(record, error)
 
 
+def write_stopped(record: dict[str, Any], error: BaseException, work_dir: str | os.PathLike) -> dict:
+    """Mark `record` failed or interrupted (`stop`) and write it, unless `work_dir` holds a
+    finished record: a run that stopped never replaces a finished result."""
+    stop(record, error)
+    if not is_finished(work_dir):
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        write(record, work_dir)
+    return record
+
+
 def write(record: dict[str, Any], path: str | os.PathLike) -> Path:
     """Validate, then write atomically. `path` is a file or a work dir (-> work_dir/result.json)."""
     path = Path(path)
