@@ -380,7 +380,7 @@ def train(run: Run, resume: bool, force: bool = False) -> int:
     """Check, build, (resume,) then train epoch by epoch; 0 when done."""
     check_settings(run)
     check_work_dir(run, resume, force)
-    run.work_dir.mkdir(parents=True, exist_ok=True)
+    files.make_dir(run.work_dir)
     if run.rank == 0:
         files.remove_orphans(run.work_dir)  # temp files of a save that was killed
     run.log = open_log(run.work_dir / "train.log" if run.rank == 0 else None,
@@ -516,7 +516,7 @@ def _stop_unless_finite(run: Run, loss: torch.Tensor, epoch: int, i: int, step: 
 
 
 def _log_step(run: Run, epoch: int, i: int, step: int, lr: float, scalars: dict[str, float]) -> None:
-    with open(run.metrics_path, "a") as f:
+    with files.writing(run.metrics_path), open(run.metrics_path, "a") as f:
         f.write(json.dumps({"epoch": epoch, "iter": i, "step": step, "lr": lr, **scalars}) + "\n")
     if step % int(run.tcfg.get("log_interval", 10)) == 0:
         for k, v in scalars.items():

@@ -241,3 +241,25 @@ def test_sigterm_arrives_as_a_keyboard_interrupt():
                 pass
     assert isinstance(info.value, Terminated)
     assert signal.getsignal(signal.SIGTERM) == previous
+
+
+def test_work_dir_under_a_file_and_full_disk_inside_a_library_are_one_line(tmp_path, capsys,
+                                                                            monkeypatch):
+    from unmix.cli import main
+
+    (tmp_path / "f").write_text("x")
+    cfg = REPO / "configs" / "pretrain" / "moco_v2_cifar10.py"
+    rc = main(["pretrain", str(cfg), "--work-dir", str(tmp_path / "f" / "wd"), "--device", "cpu",
+               "--cfg-options", f"data.root={tmp_path}"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and err == f"unmix pretrain: error: Not a directory: {tmp_path / 'f' / 'wd'}"
+
+    from transfer.convert import cli as convert_cli
+
+    def full(args):  # an OSError met in code that is not ours (a library's own write)
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "vis_data" / "scalars.json"))
+
+    monkeypatch.setattr(convert_cli, "run", full)
+    rc = main(["convert", "x.pth", "-o", str(tmp_path / "o.pth")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and err.endswith(f"No space left on device: {tmp_path / 'vis_data' / 'scalars.json'}")

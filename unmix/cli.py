@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from unmix.core.errors import UnmixError
+from unmix.core.files import ENVIRONMENT_ERRNOS, os_error
 from unmix.core.signals import Terminated, sigterm_as_interrupt
 
 # name -> (module, one-line purpose)
@@ -68,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
             return int(module.run(args) or 0)
     except UnmixError as e:
         print(f"unmix {ns.command}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        # A full disk or a read-only directory met inside a library (mmengine's logs, a data
+        # loader): the machine's problem, said in one line with the file. Anything else is a bug.
+        if e.errno not in ENVIRONMENT_ERRNOS or not e.filename:
+            raise
+        print(f"unmix {ns.command}: error: {os_error(e, e.filename)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
         how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"

@@ -285,7 +285,7 @@ def _start_writing(work_dir: Path, conv, cfg, record: dict[str, Any], rank: int)
 
     grouped = dist.is_available() and dist.is_initialized()
     if rank == 0:
-        work_dir.mkdir(parents=True, exist_ok=True)
+        files.make_dir(work_dir)
         files.remove_orphans(work_dir)
         save_backbone(conv, work_dir)
         cfg.dump(str(work_dir / "config.py"))

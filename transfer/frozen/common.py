@@ -235,6 +235,8 @@ def work_dir_for(args, kind: str, label: str, ckpt: dict) -> Path:
     work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(
         kind, label, args.dataset, ckpt.get("sha256"))
     records.refuse_finished(work_dir, getattr(args, "force", False))
+    files.make_dir(work_dir)
+    files.remove_orphans(work_dir)  # temp files of a save that was killed (linear's last.pth)
     return work_dir
 
 

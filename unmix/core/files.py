@@ -72,6 +72,19 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
         raise os_error(e, path) from None
 
 
+# The errors of a machine, not of the program: reported in one line naming the file.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                                errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.EEXIST})
+
+
+def make_dir(path: str | os.PathLike) -> Path:
+    """`mkdir -p`, with a one-line error (e.g. a parent that is a file, a read-only disk)."""
+    path = Path(path)
+    with writing(path):
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def check_output(dst: str | os.PathLike, sources: Iterable[str | os.PathLike] = (),
                  option: str = "-o", directory: bool = False) -> Path:
     """Refuse, before any work, an output that cannot be written or would destroy an input.

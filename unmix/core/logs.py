@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+from unmix.core import files
+
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -33,8 +35,9 @@ def open_log(path: str | os.PathLike | None, name: str, stderr: bool = True,
     close_log(log)
     handlers: list[logging.Handler] = []
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(path, encoding="utf-8"))
+        files.make_dir(Path(path).parent)
+        with files.writing(path):
+            handlers.append(logging.FileHandler(path, encoding="utf-8"))
     if stderr:
         handlers.append(logging.StreamHandler(sys.stderr))
     fmt = logging.Formatter("%(asctime)s %(message)s", datefmt)

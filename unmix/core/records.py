@@ -113,7 +113,7 @@ def write_stopped(record: dict[str, Any], error: BaseException, work_dir: str | 
     finished record: a run that stopped never replaces a finished result."""
     stop(record, error)
     if not is_finished(work_dir):
-        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        files.make_dir(work_dir)
         write(record, work_dir)
     return record
 
