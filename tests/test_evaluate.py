@@ -173,6 +173,7 @@ def test_evaluate_a_trained_work_dir(tmp_path):
     assert saved["details"]["keep"] == 1 and "per_class_AP" in saved["details"]
     assert saved["evaluation"]["checkpoint"].endswith("iter_2.pth")
     assert saved["evaluation"]["previous_metrics"] == {"AP50": -1.0}
+    assert saved["evaluation_history"] == [{"metrics": {"AP50": -1.0}, "evaluation": None}]
 
     # the CLI path, with a metric option, and no record written
     from unmix.cli import main

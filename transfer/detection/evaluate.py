@@ -140,6 +140,10 @@ def _update_record(work_dir: Path, ckpt: Path, split: str, metrics: dict[str, fl
         previous = record.get("metrics") or {}
         if previous and previous != metrics:
             evaluation["previous_metrics"] = previous
+        if record.get("evaluation") or previous:
+            # Nothing is lost by re-evaluating: each replaced result stays in the record.
+            record.setdefault("evaluation_history", []).append(
+                {"metrics": previous, "evaluation": record.get("evaluation")})
         record["metrics"] = {k: float(v) for k, v in metrics.items()}
         record["details"] = {**(record.get("details") or {}), **details}
         if record["status"] != "finished":
