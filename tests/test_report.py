@@ -492,9 +492,13 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_a_full_disk_leaves_the_previous_report_whole(results, tmp_path, capsys, monkeypatch):
+def test_a_full_disk_leaves_the_previous_report_whole(tmp_path, capsys, monkeypatch):
     import errno
 
+    results = tmp_path / "r"
+    for s in (0, 1):
+        put(results, "detection", "MoCo", "voc-faster-rcnn-fpn", s, {"AP50": 70.0 + s, "recall": 90.0},
+            bn="finetune", pretrain=MOCO)
     out = tmp_path / "reports" / "paper"
     assert _cli([str(results), "-o", str(out)], capsys)[0] == 0
     (out / "notes.txt").write_text("my notes on this report")  # a user's file beside it
