@@ -37,6 +37,7 @@ from unmix.core.config import load_config as _load_config
 from unmix.core import files
 from unmix.core.config import parse_options, to_plain
 from unmix.core.errors import UnmixError
+from unmix.core.eta import format_duration, remaining_s
 from unmix.core.logs import open_log
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -253,6 +254,9 @@ class Run:
     n_views: int = field(init=False)
     steps_per_epoch: int = field(init=False)
     writer: Any = field(init=False)
+    # where this process started (time, epoch): the overall ETA counts only what it ran
+    t_start: float = field(init=False, default=0.0)
+    start_epoch: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.seed = int(self.tcfg.get("seed", 0))
@@ -404,7 +408,8 @@ def train(run: Run, resume: bool, force: bool = False) -> int:
     if run.device.type == "cuda":
         torch.backends.cudnn.benchmark = bool(run.tcfg.get("cudnn_benchmark", True))
     _log_settings(run)
-    t_run = time.time()
+    t_run = run.t_start = time.time()
+    run.start_epoch = start_epoch
     for epoch in range(start_epoch, run.epochs):
         run_epoch(run, epoch)
     run.writer.close()
@@ -450,11 +455,19 @@ def run_epoch(run: Run, epoch: int) -> None:
             for k, v in scalars.items():
                 sums[k] = sums.get(k, 0.0) + v
             if run.rank == 0:
-                bar.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{lr:.3g}")
+                bar.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{lr:.3g}", eta_all=eta_all(run, epoch, i + 1))
                 bar.update(1)
     finally:
         bar.close()
     end_epoch(run, epoch, {k: v / run.steps_per_epoch for k, v in sums.items()}, time.time() - t0)
+
+
+def eta_all(run: Run, epoch: int, steps_in_epoch: int) -> str:
+    """The whole run's remaining time (all epochs left, not only this one's) from the mean step
+    time since this process started."""
+    done = (epoch - run.start_epoch) * run.steps_per_epoch + steps_in_epoch
+    total = (run.epochs - run.start_epoch) * run.steps_per_epoch
+    return format_duration(remaining_s(time.time() - run.t_start, done, total))
 
 
 def train_step(run: Run, views, epoch: int, i: int) -> tuple[dict[str, float], float]:
@@ -537,6 +550,8 @@ def end_epoch(run: Run, epoch: int, means: dict[str, float], seconds: float) -> 
             run.writer.add_scalar("knn/top1", acc, epoch + 1)
         if run.world > 1:
             dist.barrier()
+    if epoch + 1 < run.epochs:
+        msg += f" | ETA {eta_all(run, epoch, run.steps_per_epoch)} for {run.epochs - epoch - 1} more epochs"
     run.log.info(msg)
     for key, v in means.items():
         run.writer.add_scalar(f"epoch/{key}", v, epoch + 1)

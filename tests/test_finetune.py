@@ -2,6 +2,7 @@
 end to end on tiny real-format datasets on CPU (slow)."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -235,6 +236,7 @@ def test_every_protocol_trains_two_iterations_and_evaluates(protocol, data, r18,
     assert rec["protocol"]["precise_bn_iters"] == (2 if meta.get("precise_bn") else None)
     logs = "".join(p.read_text() for p in Path(private_tmp).glob("*/*.log"))
     assert ("precise BN: updated" in logs) == bool(meta.get("precise_bn"))
+    assert re.search(r"unmix: iter (\d+)/\1 \(100%\) loss [0-9.]+ lr \S+ eta 0s", logs), "no progress line"
     if meta["dataset"] == "voc":
         assert {"AP50", "recall"} <= set(rec["metrics"])
         if meta["layout"] == "c4":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 import subprocess
 import sys
@@ -86,6 +87,8 @@ def test_resume_continues_the_same_trajectory(cifar, tmp_path, monkeypatch):
             "data.first_form.g_prob=1.0", "data.first_form.r_prob=1.0"]
     straight = tmp_path / "straight"
     assert pretrain("moco_v1_cifar10_firstform.py", straight, cifar, *opts) == 0
+    log = (straight / "train.log").read_text()  # the whole run's ETA after each epoch but the last
+    assert re.search(r"epoch 1/2 .*\| ETA \S+ for 1 more epochs", log) and log.count("more epochs") == 1
 
     interrupted = tmp_path / "interrupted"
     real_save = ckpt.save

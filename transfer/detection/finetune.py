@@ -247,6 +247,7 @@ def _train_and_evaluate(cfg, section: dict[str, Any], expected: dict | None, lay
     from mmengine.runner import Runner
 
     from transfer.detection.metrics import to_record_metrics
+    from transfer.detection.progress import ProgressHook
 
     cfg.resume = resume_from is not None
     cfg.load_from = str(resume_from) if resume_from is not None else None
@@ -261,6 +262,8 @@ def _train_and_evaluate(cfg, section: dict[str, Any], expected: dict | None, lay
     hook = _hooks(expected, layout, verify=verify_loading and resume_from is None)
     runner.register_hook(hook)
     runner.register_hook(checkpoints.resume_state_hook())
+    # mmdet's configs log every 50 iterations; a line at least every 10 s, with an ETA, instead.
+    runner.register_hook(ProgressHook())
     runner.train()
     metrics, details = to_record_metrics(_final_metrics(runner, hook))
     return metrics, details, runner, hook

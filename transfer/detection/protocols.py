@@ -97,7 +97,7 @@ def register_modules() -> None:
     from transfer.stack import ensure_stack
 
     ensure_stack()
-    from transfer.detection import checkpoints, datasets, heads, metrics, precise_bn  # noqa: F401
+    from transfer.detection import checkpoints, datasets, heads, metrics, precise_bn, progress  # noqa: F401
     from transfer.stack import backbones  # noqa: F401  (registration)
 
     checkpoints.register_backend()  # atomic checkpoint saves
