@@ -38,6 +38,8 @@ def test_every_subcommand_module_imports_and_has_the_interface():
     for name in cli.COMMANDS:
         module = cli._load(name)
         assert callable(module.add_arguments) and callable(module.run), name
+        # the options --help shows are the ones the command parses
+        assert cli._add_arguments(name) is module.add_arguments, name
 
 
 def test_user_errors_are_one_line_without_traceback(monkeypatch, capsys):
@@ -51,6 +53,79 @@ def test_user_errors_are_one_line_without_traceback(monkeypatch, capsys):
             raise UnmixError(f"{args.path}: truncated file")
 
     monkeypatch.setattr(cli, "_load", lambda name: Module)
+    monkeypatch.setattr(cli, "_add_arguments", lambda name: Module.add_arguments)
     assert cli.main(["convert", "x.pth"]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "unmix convert: error: x.pth: truncated file"
+
+
+# ------------------------------------------------------------------ instant --help, early checks
+
+HEAVY = ("torch", "mmdet", "mmengine", "numpy")
+
+
+def imported(*args):
+    """(result, top-level packages imported) of `python -X importtime -m unmix.cli ARGS`."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "unmix.cli", *args],
+                         capture_output=True, text=True)
+    names = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in out.stderr.splitlines()
+             if line.startswith("import time:") and line.count("|") == 2}
+    return out, names
+
+
+def test_help_imports_no_torch():
+    for name in ("pretrain", "knn", "linear", "flatness", "convert", "finetune", "evaluate", "sweep"):
+        out, names = imported(name, "--help")
+        assert out.returncode == 0 and "usage: unmix " + name in out.stdout, out.stderr[-500:]
+        assert not names & set(HEAVY), (name, names & set(HEAVY))
+
+
+def test_finetune_refuses_a_missing_data_root_before_importing_the_stack(tmp_path):
+    out, names = imported("finetune", "--checkpoint", "none", "--protocol", "voc-faster-rcnn-fpn",
+                          "--data-root", str(tmp_path / "nope"))
+    assert out.returncode == 1 and not names & set(HEAVY)
+    errors = [ln for ln in out.stderr.splitlines() if not ln.startswith("import time:")]
+    assert errors == [f"unmix finetune: error: {tmp_path / 'nope'}: no such directory (--data-root)"]
+    out, _ = imported("finetune", "--checkpoint", "none", "--protocol", "voc-faster-rcnn-fpn",
+                      "--device", "cpu", "--amp")
+    assert out.returncode == 1 and "--amp: mixed precision is CUDA-only" in out.stderr
+    out, _ = imported("finetune", "--checkpoint", "none", "--protocol", "voc-faster-rcnn-fpn",
+                      "--device", "gpu0")
+    assert out.returncode == 2 and "expected cpu, cuda or cuda:N" in out.stderr
+
+
+def test_every_option_has_help_text():
+    for name in cli.COMMANDS:
+        parser = argparse.ArgumentParser()
+        cli._add_arguments(name)(parser)
+        bare = [a.dest for a in parser._actions if not isinstance(a, argparse._HelpAction)
+                and a.help in (None, "")]
+        assert not bare, (name, bare)
+
+
+def test_sweep_help_shows_the_spec_schema():
+    out = run_cli("sweep", "--help")
+    for key in ("work_root:", "data_root:", "checkpoints:", "protocols:", "bn:", "seeds:", "cfg_options:"):
+        assert key in out.stdout, key
+
+
+def test_workers_default_to_the_cpus_this_process_may_use(monkeypatch):
+    import os
+
+    from unmix.core.env import default_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    assert default_workers() == 3
+    parser = argparse.ArgumentParser()
+    cli._add_arguments("knn")(parser)
+    assert parser.parse_args(["c.pth", "--dataset", "cifar10", "--data-root", "d"]).workers == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert default_workers() == 8
+
+
+def test_convert_checks_arch_and_format_names_against_the_tables(capsys):
+    assert cli.main(["convert", "x.pth", "-o", "y.pth", "--arch", "resnet9"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("unmix convert: error: --arch: unknown 'resnet9' (choose from resnet18, resnet34")
+    assert cli.main(["convert", "x.pth", "-o", "y.pth", "--format", "mocov9"]) == 1
+    assert "--format: unknown 'mocov9' (choose from unmix-pretrain" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from unmix.demo import toydata
 from unmix.core import records
 from unmix.core.config import parse_options
 from unmix.core.errors import UnmixError
+from unmix.core.files import sha256_file
 
 
 def _mmengine_ckpt(path: Path, it: int) -> Path:
@@ -182,3 +183,43 @@ def test_evaluate_a_trained_work_dir(tmp_path):
     assert main(["evaluate", str(work), "--metric-options", "eval_mode=11points", "--no-record"]) == 0
     assert (work / "result.json").read_text() == before
     assert json.loads(before)["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_evaluate_a_checkpoint_trained_elsewhere_and_draw_detections(tmp_path):
+    """mmdet's `tools/test.py CONFIG CKPT`: a plain mmdet checkpoint (meta + state_dict, as
+    mmengine saves it) and its config file; the work dir it makes scores the same on re-evaluation,
+    and --show-dir draws the first 2 test images, ground truth beside predictions (twice as wide)."""
+    import torch
+    from mmcv import imread
+
+    from transfer.stack import ensure_stack
+    from unmix import cli
+
+    ensure_stack()
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+
+    data = toydata.write_voc(tmp_path / "data", n_train=4, n_test=4, voc2012=False)
+    cfg = _tiny_config(data, tmp_path / "elsewhere")
+    cfg.dump(str(tmp_path / "tiny.py"))
+    init_default_scope("mmdet")
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    ckpt = tmp_path / "detector.pth"
+    torch.save({"meta": {"epoch": 12, "iter": 0}, "state_dict": model.state_dict()}, ckpt)
+    work, shows = tmp_path / "work", tmp_path / "shows"
+    assert cli.main(["evaluate", str(tmp_path / "tiny.py"), str(ckpt), "--work-dir", str(work),
+                     "--show-dir", str(shows), "--show-images", "2", "--score-thr", "0"]) == 0
+    rec = records.load(work / "result.json")
+    assert rec["status"] == "finished" and rec["checkpoint"]["sha256"] == sha256_file(ckpt)
+    assert rec["protocol"]["name"] == "config:tiny" and rec["protocol"]["evaluated_only"] is True
+    assert set(rec["metrics"]) == {"AP50", "AP", "AP75", "recall"} and "per_class_AP" in rec["details"]
+    drawn = sorted(shows.iterdir())
+    assert len(drawn) == 2 and rec["evaluation"]["show_dir"] == str(shows.resolve())
+    source = data / "VOCdevkit" / "VOC2007" / "JPEGImages" / drawn[0].name
+    assert imread(str(drawn[0])).shape[1] == 2 * imread(str(source)).shape[1]
+    again = evaluate.evaluate_work_dir(work, ckpt, write_record=False)
+    assert again == rec["metrics"]
+    # a finished record stays unless --force
+    assert cli.main(["evaluate", str(tmp_path / "tiny.py"), str(ckpt), "--work-dir", str(work)]) == 1

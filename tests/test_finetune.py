@@ -202,6 +202,42 @@ def test_missing_data_root_is_one_line_error(tmp_path, r18):
         ft.finetune(str(r18), "voc-faster-rcnn-fpn", work_dir=tmp_path, data_root=str(tmp_path / "no"))
 
 
+def test_amp_is_mmdets_and_refused_on_cpu():
+    """mmdet 3.3 tools/train.py --amp: optim_wrapper.type AmpOptimWrapper, loss_scale dynamic."""
+    cfg = protocols.load_config("voc-faster-rcnn-fpn")
+    with pytest.raises(UnmixError, match="--amp: mixed precision is CUDA-only"):
+        ft.apply_amp(cfg, cuda=False)
+    assert cfg.optim_wrapper.type == "OptimWrapper"  # untouched by the refusal
+    assert "AmpOptimWrapper" in ft.apply_amp(cfg, cuda=True)
+    assert (cfg.optim_wrapper.type, cfg.optim_wrapper.loss_scale) == ("AmpOptimWrapper", "dynamic")
+    assert cfg.optim_wrapper.optimizer.type == "SGD"
+
+
+def test_wandb_is_one_more_vis_backend_or_a_one_line_refusal():
+    import importlib.util
+
+    cfg = protocols.load_config("voc-faster-rcnn-fpn")
+    before = list(cfg.visualizer.vis_backends)
+    if importlib.util.find_spec("wandb") is None:
+        with pytest.raises(UnmixError, match="--wandb: the wandb package is not installed"):
+            ft.add_wandb(cfg, "run")
+        return
+    ft.add_wandb(cfg, "run")
+    assert cfg.visualizer.vis_backends[:-1] == before
+    assert cfg.visualizer.vis_backends[-1]["type"] == "WandbVisBackend"
+
+
+def test_device_cpu_and_a_missing_gpu():
+    assert ft.resolve_device("cpu") is False
+    if not torch.cuda.is_available():
+        with pytest.raises(UnmixError, match="--device cuda:0: CUDA is not available"):
+            ft.resolve_device("cuda:0")
+    with ft.mmengine_device(False):
+        from mmengine.device import get_device
+
+        assert get_device() == "cpu"
+
+
 # ----------------------------------------------------------------------- end to end (slow)
 
 def check_record(rec, work_dir, protocol, world_size=1):

@@ -2,7 +2,10 @@
 
 Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`.
 Modules are imported only when their subcommand runs, so `unmix --help` stays instant and a
-broken detection stack never stops `unmix knn`.
+broken detection stack never stops `unmix knn`. The commands whose module imports torch or mmdet
+take their options from a separate light module (ARGUMENTS): `unmix knn --help` and a refused
+option (a missing --data-root, an unknown protocol) answer before any of it is imported. A
+parser may set `check_args` (set_defaults): called on the parsed options before the import.
 """
 from __future__ import annotations
 
@@ -30,6 +33,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# name -> "module:function" adding the options, for the commands whose own module is heavy
+ARGUMENTS: dict[str, str] = {
+    "pretrain": "pretrain.arguments:pretrain",
+    "knn": "transfer.frozen.arguments:knn",
+    "linear": "transfer.frozen.arguments:linear",
+    "flatness": "transfer.frozen.arguments:flatness",
+    "convert": "transfer.convert.arguments:convert",
+    "finetune": "transfer.detection.arguments:finetune",
+    "evaluate": "transfer.detection.arguments:evaluate",
+    "sweep": "transfer.detection.arguments:sweep",
+}
+
+
 def _top_parser() -> argparse.ArgumentParser:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {purpose}" for name, (_, purpose) in COMMANDS.items()]
@@ -51,6 +67,14 @@ def _load(name: str):
     return importlib.import_module(COMMANDS[name][0])
 
 
+def _add_arguments(name: str):
+    """The function adding `name`'s options: from its light module, else from the command's own."""
+    if name not in ARGUMENTS:
+        return _load(name).add_arguments
+    module, function = ARGUMENTS[name].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     top = _top_parser()
@@ -60,11 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     ns = top.parse_args(argv)
     if ns.command not in COMMANDS:
         top.error(f"unknown command {ns.command!r} (choose from {', '.join(COMMANDS)})")
-    module = _load(ns.command)
     parser = argparse.ArgumentParser(prog=f"unmix {ns.command}", description=COMMANDS[ns.command][1])
-    module.add_arguments(parser)
+    _add_arguments(ns.command)(parser)
     args = parser.parse_args(ns.args)
+    check = vars(args).pop("check_args", None)
     try:
+        if check is not None:
+            check(args)
+        module = _load(ns.command)
         with sigterm_as_interrupt():
             return int(module.run(args) or 0)
     except UnmixError as e:

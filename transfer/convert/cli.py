@@ -5,24 +5,15 @@ import argparse
 from pathlib import Path
 
 from pretrain.backbones import ARCHS
+from transfer.convert import arguments
 from transfer.convert.conversion import save_conversion
 from transfer.convert.formats import FORMATS
 from transfer.convert.verify import convert_and_verify
 from unmix.core import files
+from unmix.core.errors import UnmixError
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("src", help="checkpoint to convert (.pth, .pth.tar, .ckpt, .pkl, .safetensors)")
-    p.add_argument("-o", "--output", required=True, help="where to write the mmdet backbone checkpoint")
-    p.add_argument("--arch", choices=list(ARCHS), help="expected arch (default: inferred from the tensors)")
-    p.add_argument("--format", dest="fmt", choices=list(FORMATS),
-                   help="source format (default: detected); see docs/convert.md")
-    p.add_argument("--encoder", help="which encoder to take, by the format's name for it "
-                   "(e.g. query/key, teacher/student, online/momentum, model/ema) or a key prefix")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="allow arbitrary pickled objects (runs code from the file: trusted files only)")
-    p.add_argument("--no-verify", action="store_true",
-                   help="skip the numeric mmdet-vs-source check (the structural check always runs)")
+add_arguments = arguments.convert  # the options, in a module without torch (fast --help)
 
 
 def summary(conv, dst: Path | None = None) -> str:
@@ -45,7 +36,16 @@ def summary(conv, dst: Path | None = None) -> str:
     return "\n".join(f"  {k:<{w}}  {v}" for k, v in rows)
 
 
+def check_names(args: argparse.Namespace) -> None:
+    """--arch and --format against the tables themselves (argparse's choices would need them
+    before --help, and they import torch)."""
+    for flag, value, table in (("--arch", args.arch, ARCHS), ("--format", args.fmt, FORMATS)):
+        if value is not None and value not in table:
+            raise UnmixError(f"{flag}: unknown {value!r} (choose from {', '.join(table)})")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_names(args)
     # Before any work: an output that is a directory, sits under a file, or is the source itself
     # (`convert latest.pth -o latest.pth` would replace a pretraining checkpoint, momentum encoder,
     # queue and optimizer state, with a backbone).

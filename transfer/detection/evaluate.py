@@ -7,7 +7,12 @@ the test loop (the val loop when the config has no test loop), and write the met
 `result.json` through `unmix.core.records`, keeping the rest of the record (checkpoint, protocol, env,
 status) and noting what was evaluated under `record["evaluation"]`.
 
-    unmix evaluate WORK_DIR [--checkpoint FILE] [--metric-options eval_mode=area ...]
+    unmix evaluate WORK_DIR [--checkpoint FILE] [--metric-options eval_mode=area ...] [--show-dir DIR]
+    unmix evaluate CONFIG CKPT [--work-dir DIR] [--data-root DIR] ...   # trained elsewhere
+
+The second form is mmdet's `tools/test.py CONFIG CKPT`: transfer/detection/foreign.py makes the
+work dir (config.py from CONFIG: a file, mmdet::PATH or a protocol name), then the first form runs.
+`--show-dir` draws the first few images with their detections (transfer/detection/show.py).
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from unmix.core import records
 from unmix.core.config import parse_options
 from unmix.core.files import sha256_file
 from unmix.core.errors import UnmixError
-from transfer.detection import checkpoints
+from transfer.detection import arguments, checkpoints, foreign
 
 CONFIG_NAME = "config.py"
 
@@ -70,7 +75,19 @@ def _evaluators(cfg) -> list[dict]:
     return out
 
 
-def build_runner(work_dir: Path, ckpt: Path, metric_options: dict[str, Any] | None = None):
+def use_show_hook(cfg, show: dict[str, Any], work_dir: Path) -> None:
+    """--show-dir: our drawing hook in place of mmdet's (which draws every image), and mmdet's
+    default_runtime visualizer where the config has none."""
+    cfg.default_hooks = dict(cfg.get("default_hooks") or {})
+    cfg.default_hooks["visualization"] = dict(type="UnmixShowHook", **show)
+    if not cfg.get("visualizer"):
+        cfg.visualizer = dict(type="DetLocalVisualizer", vis_backends=[dict(type="LocalVisBackend")])
+    # a process-wide named instance: a second run in one process would draw with the first's
+    cfg.visualizer.name = f"unmix-eval-vis-{work_dir}-{time.time_ns()}"
+
+
+def build_runner(work_dir: Path, ckpt: Path, metric_options: dict[str, Any] | None = None,
+                 show: dict[str, Any] | None = None):
     from mmengine.config import Config
     from mmengine.runner import Runner
 
@@ -92,6 +109,8 @@ def build_runner(work_dir: Path, ckpt: Path, metric_options: dict[str, Any] | No
             raise UnmixError(f"{cfg_path}: no val_evaluator/test_evaluator to apply --metric-options to")
         for ev in evs:  # the same dicts may be shared between val and test: setting twice is fine
             ev.update(metric_options)
+    if show:
+        use_show_hook(cfg, show, work_dir)
     # The loops and evaluators the saved config names, nothing to train.
     for key in ("train_dataloader", "train_cfg", "optim_wrapper", "param_scheduler"):
         cfg.pop(key, None)
@@ -100,8 +119,12 @@ def build_runner(work_dir: Path, ckpt: Path, metric_options: dict[str, Any] | No
 
 def evaluate_work_dir(work_dir: str | Path, checkpoint: str | Path | None = None,
                       metric_options: dict[str, Any] | None = None,
-                      write_record: bool = True) -> dict[str, float]:
-    """Evaluate a work dir's checkpoint; update WORK_DIR/result.json; return the record metrics."""
+                      write_record: bool = True, show: dict[str, Any] | None = None,
+                      new_record: dict[str, Any] | None = None) -> dict[str, float]:
+    """Evaluate a work dir's checkpoint; update WORK_DIR/result.json; return the record metrics.
+
+    `show`: {out_dir, max_images, score_thr} to draw detections; `new_record`: the record to
+    finish where the work dir has none yet (transfer/detection/foreign.py)."""
     from transfer.detection import protocols
 
     protocols.register_modules()
@@ -112,7 +135,9 @@ def evaluate_work_dir(work_dir: str | Path, checkpoint: str | Path | None = None
         raise UnmixError(f"{work_dir}: no such work dir")
     ckpt = find_checkpoint(work_dir, checkpoint)
     t0 = time.time()
-    runner, cfg = build_runner(work_dir, ckpt, metric_options)
+    if show:
+        show = {**show, "out_dir": str(Path(show["out_dir"]).resolve())}
+    runner, cfg = build_runner(work_dir, ckpt, metric_options, show)
     split = "test" if cfg.get("test_dataloader") and cfg.get("test_cfg") else "val"
     if split == "val" and not (cfg.get("val_dataloader") and cfg.get("val_cfg")):
         raise UnmixError(f"{work_dir / CONFIG_NAME}: neither a test nor a val loop to evaluate with")
@@ -124,17 +149,20 @@ def evaluate_work_dir(work_dir: str | Path, checkpoint: str | Path | None = None
                          f"(got {sorted(raw)})")
     if write_record:
         _update_record(work_dir, ckpt, split, metrics, details, metric_options,
-                       round(time.time() - t0, 3))
+                       round(time.time() - t0, 3), new_record, show)
     return metrics
 
 
 def _update_record(work_dir: Path, ckpt: Path, split: str, metrics: dict[str, float],
                    details: dict[str, Any], metric_options: dict[str, Any] | None,
-                   wall_time_s: float) -> Path:
+                   wall_time_s: float, new_record: dict[str, Any] | None = None,
+                   show: dict[str, Any] | None = None) -> Path:
     path = work_dir / records.RESULT_NAME
     evaluation = {"checkpoint": str(ckpt), "checkpoint_sha256": sha256_file(ckpt),
                   "loop": split, "metric_options": metric_options or {},
                   "evaluated": records.now(), "wall_time_s": wall_time_s}
+    if show:
+        evaluation["show_dir"] = show["out_dir"]
     if path.exists():
         record = records.load(path)
         previous = record.get("metrics") or {}
@@ -149,6 +177,10 @@ def _update_record(work_dir: Path, ckpt: Path, split: str, metrics: dict[str, fl
         if record["status"] != "finished":
             evaluation["note"] = (f"the training run's status is {record['status']!r}; "
                                   "these metrics are of the checkpoint named here")
+    elif new_record is not None:  # a checkpoint trained elsewhere, its config resolved by us
+        record = new_record
+        record["details"] = details
+        records.finish(record, metrics, wall_time_s=wall_time_s)
     else:
         # No record (e.g. a work dir trained outside unmix): a minimal finished one.
         record = records.new_record(
@@ -162,19 +194,23 @@ def _update_record(work_dir: Path, ckpt: Path, split: str, metrics: dict[str, fl
     return records.write(record, path)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("work_dir", metavar="WORK_DIR", help="a work dir written by `unmix finetune`")
-    parser.add_argument("--checkpoint", default=None,
-                        help="checkpoint to evaluate (default: the one last_checkpoint names)")
-    parser.add_argument("--metric-options", nargs="+", default=None, metavar="KEY=VALUE",
-                        help="evaluator overrides, e.g. eval_mode=area or iou_thrs=[0.5]")
-    parser.add_argument("--no-record", action="store_true", help="print only; leave result.json alone")
+add_arguments = arguments.evaluate  # the options, in a module without torch (fast --help)
 
 
 def run(args: argparse.Namespace) -> int:
-    metrics = evaluate_work_dir(args.work_dir, args.checkpoint,
+    show = (dict(out_dir=args.show_dir, max_images=args.show_images, score_thr=args.score_thr)
+            if args.show_dir else None)
+    work_dir, checkpoint, new_record = args.target, args.checkpoint, None
+    if args.ckpt is not None:  # CONFIG CKPT: a checkpoint trained elsewhere
+        work_dir, new_record = foreign.prepare(
+            args.target, args.ckpt, args.work_dir, args.data_root,
+            parse_options(args.cfg_options), args.label, args.force)
+        checkpoint = args.ckpt
+    metrics = evaluate_work_dir(work_dir, checkpoint,
                                 parse_options(args.metric_options, "--metric-options"),
-                                write_record=not args.no_record)
-    where = "" if args.no_record else f"{Path(args.work_dir) / records.RESULT_NAME}: "
+                                write_record=not args.no_record, show=show, new_record=new_record)
+    where = "" if args.no_record else f"{Path(work_dir) / records.RESULT_NAME}: "
     print(where + ", ".join(f"{k}={v:.2f}" for k, v in metrics.items()), file=sys.stderr)
+    if show:
+        print(f"drawn detections: {Path(args.show_dir).resolve()}", file=sys.stderr)
     return 0

@@ -17,11 +17,12 @@ the same sample (transfer/detection/checkpoints.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from unmix.core import files, records
 from unmix.core.config import parse_options
@@ -31,7 +32,7 @@ from unmix.core.errors import UnmixError
 from transfer.convert.conversion import save_conversion
 from transfer.convert.mmdet_cfg import mmdet_backbone_cfg
 from transfer.convert.verify import convert_and_verify
-from transfer.detection import checkpoints, protocols
+from transfer.detection import arguments, checkpoints, protocols
 
 DEFAULT_WORK_ROOT = Path("work_dirs") / "finetune"
 BACKBONE_NAME = "backbone.pth"
@@ -139,6 +140,67 @@ def init_distributed(launcher: str, cuda: bool) -> None:
     if launcher != "pytorch" or cuda or dist.is_initialized():
         return
     dist.init_process_group(backend="gloo")
+
+
+# ------------------------------------------------------------------------- device, amp, W&B
+
+def resolve_device(device: str | None) -> bool:
+    """Whether the run uses CUDA: `device` None (CUDA when available), 'cpu', 'cuda' or 'cuda:N'
+    (made the current device, which mmengine's Runner puts the model on)."""
+    import torch
+
+    available = torch.cuda.is_available()
+    if device is None or device == "cpu":
+        return available and device is None
+    if not available:
+        raise UnmixError(f"--device {device}: CUDA is not available on this machine")
+    if ":" in device:
+        index = int(device.split(":")[1])
+        if index >= torch.cuda.device_count():
+            raise UnmixError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
+        torch.cuda.set_device(index)
+    return True
+
+
+@contextlib.contextmanager
+def mmengine_device(cuda: bool) -> Iterator[None]:
+    """mmengine picks the model's device once, at import (mmengine.device.utils.DEVICE, 'cuda'
+    whenever CUDA exists) and reads no config for it: --device cpu on a GPU machine sets it to
+    'cpu' for the length of the run."""
+    from mmengine.device import utils as device_utils
+
+    before = device_utils.DEVICE
+    if not cuda and before == "cuda":
+        device_utils.DEVICE = "cpu"
+    try:
+        yield
+    finally:
+        device_utils.DEVICE = before
+
+
+def apply_amp(cfg, cuda: bool) -> str:
+    """mmdet's tools/train.py --amp, item by item: AmpOptimWrapper with dynamic loss scaling
+    (float16 autocast). mmengine's AmpOptimWrapper refuses to run without CUDA; so do we."""
+    if not cuda:
+        raise UnmixError("--amp: mixed precision is CUDA-only here (mmengine's AmpOptimWrapper); "
+                         "this run is on the CPU")
+    cfg.optim_wrapper.type = "AmpOptimWrapper"
+    cfg.optim_wrapper.loss_scale = "dynamic"
+    return "float16 autocast, dynamic loss scale (mmengine AmpOptimWrapper)"
+
+
+def add_wandb(cfg, name: str) -> None:
+    """mmengine's WandbVisBackend beside the config's backends: the same scalars go to W&B
+    (WANDB_MODE=offline keeps them in ./wandb without an account)."""
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is None:
+        raise UnmixError("--wandb: the wandb package is not installed (pip install wandb)")
+    if not cfg.get("visualizer"):
+        raise UnmixError("--wandb: the protocol's config has no visualizer to add W&B to")
+    backends = list(cfg.visualizer.get("vis_backends") or [])
+    backends.append(dict(type="WandbVisBackend", init_kwargs=dict(project="unmix", name=name)))
+    cfg.visualizer.vis_backends = backends
 
 
 # ------------------------------------------------------------------------------------- run
@@ -311,8 +373,8 @@ def _write_failure(record: dict[str, Any], err: BaseException, work_dir: Path, r
 def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 0,
              work_dir: str | os.PathLike | None = None, data_root: str | None = None,
              cfg_options: dict | None = None, resume: bool = False, launcher: str = "none",
-             label: str | None = None, verify_loading: bool = True, force: bool = False
-             ) -> dict[str, Any]:
+             label: str | None = None, verify_loading: bool = True, force: bool = False,
+             device: str | None = None, amp: bool = False, wandb: bool = False) -> dict[str, Any]:
     """Fine-tune and evaluate; returns the result record (also written to WORK_DIR/result.json).
 
     A finished record in WORK_DIR is replaced only with `force`. A failure writes a 'failed'
@@ -328,9 +390,7 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
     records.refuse_finished(work_dir, force)
 
     protocols.register_modules()
-    import torch
-
-    cuda = torch.cuda.is_available()
+    cuda = resolve_device(device)
     init_distributed(launcher, cuda)
     record = _running_record(checkpoint, protocol, bn_requested, seed, label, work_dir, world_size, cuda)
     try:
@@ -339,14 +399,18 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
         record["checkpoint"] = ck_section
         cfg, section = build_config(protocol, bn, seed, work_dir, data_root, cfg_options,
                                     backbone, launcher, world_size, cuda)
+        section["amp"] = apply_amp(cfg, cuda) if amp else None
+        if wandb:
+            add_wandb(cfg, work_dir.name)
         record["protocol"] = section
         resume_from = _resume_from(work_dir, resume)
         if section["bn_note"]:
             protocols.warn(section["bn_note"])
         _start_writing(work_dir, conv, cfg, record, rank)
         expected = dict(conv.state_dict) if conv is not None else None
-        metrics, details, runner, hook = _train_and_evaluate(cfg, section, expected, meta["layout"],
-                                                             resume_from, verify_loading)
+        with mmengine_device(cuda):
+            metrics, details, runner, hook = _train_and_evaluate(cfg, section, expected, meta["layout"],
+                                                                 resume_from, verify_loading)
         section["iterations"] = runner.iter
         if section.get("epochs") is not None:
             section["epochs"] = runner.epoch
@@ -366,25 +430,7 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
 
 # ------------------------------------------------------------------------------------- CLI
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True,
-                        help="checkpoint in any format `unmix convert` reads, or 'none' (random init)")
-    parser.add_argument("--protocol", required=True, choices=list(protocols.PROTOCOLS))
-    parser.add_argument("--bn", choices=list(protocols.BN_MODES), default=None,
-                        help="finetune (BN trained), frozen (BN fixed), sync (SyncBN); "
-                             "default: the protocol's")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--work-dir", default=None)
-    parser.add_argument("--data-root", default=None, help="dataset root (default: the config's)")
-    parser.add_argument("--label", default=None, help="checkpoint label in the record")
-    parser.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE",
-                        help="mmengine config overrides, e.g. train_cfg.max_epochs=1")
-    parser.add_argument("--resume", action="store_true",
-                        help="resume from the work dir's newest loadable checkpoint")
-    parser.add_argument("--force", action="store_true",
-                        help="replace a finished run's record in the work dir (default: refuse)")
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
-                        help="multi-process launcher (torchrun -> pytorch)")
+add_arguments = arguments.finetune  # the options, in a module without torch (fast --help)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -392,7 +438,8 @@ def run(args: argparse.Namespace) -> int:
     rec = finetune(args.checkpoint, args.protocol, bn=args.bn, seed=args.seed,
                    work_dir=args.work_dir, data_root=args.data_root,
                    cfg_options=parse_options(args.cfg_options), resume=args.resume,
-                   launcher=args.launcher, label=args.label, force=args.force)
+                   launcher=args.launcher, label=args.label, force=args.force,
+                   device=args.device, amp=args.amp, wandb=args.wandb)
     print(f"{rec['work_dir']}/result.json: " + ", ".join(
         f"{k}={v:.2f}" for k, v in rec["metrics"].items()), file=sys.stderr)
     return 0

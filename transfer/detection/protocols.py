@@ -97,7 +97,7 @@ def register_modules() -> None:
     from transfer.stack import ensure_stack
 
     ensure_stack()
-    from transfer.detection import checkpoints, datasets, heads, metrics, precise_bn, progress  # noqa: F401
+    from transfer.detection import checkpoints, datasets, heads, metrics, precise_bn, progress, show  # noqa: F401
     from transfer.stack import backbones  # noqa: F401  (registration)
 
     checkpoints.register_backend()  # atomic checkpoint saves
@@ -263,6 +263,8 @@ def use_unmix_metrics(cfg) -> list[str]:
     used = []
     for key in ("val_evaluator", "test_evaluator"):
         ev = cfg.get(key)
+        if ev is None:  # an mmdet config with a test loop only (unmix evaluate CONFIG CKPT)
+            continue
         metrics = list(ev) if isinstance(ev, (list, tuple)) else [ev]
         new = []
         for d in metrics:

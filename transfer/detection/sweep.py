@@ -1,16 +1,6 @@
 """`unmix sweep SPEC.yaml`: checkpoints x protocols x BN modes x seeds, one `unmix finetune` each.
 
-SPEC (YAML):
-
-    work_root: work_dirs/sweep            # cells go to WORK_ROOT/LABEL/PROTOCOL/BN/seedN
-    data_root: {voc: data/VOCdevkit, coco: data/coco}   # or one path, or omitted (configs')
-    checkpoints:                          # a path, {label, path}, or 'none' (random init)
-      - {label: mocov2, path: checkpoints/mocov2.pth}
-      - none
-    protocols: [voc-faster-rcnn-fpn]
-    bn: [finetune, frozen]                # optional: the protocol's default
-    seeds: [0, 1, 2]                      # optional: [0]
-    cfg_options: {train_cfg.max_epochs: 1}   # optional, applied to every cell
+SPEC (YAML): the schema is `unmix sweep --help` (transfer/detection/arguments.py SWEEP_SCHEMA).
 
 A cell whose `result.json` says finished is skipped; a failed cell is recorded (its result.json
 says failed, with the error) and the sweep goes on; an interrupted cell (Ctrl-C, SIGTERM: status
@@ -28,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 from unmix.core import files, records
 from unmix.core.errors import UnmixError
-from transfer.detection import checkpoints, protocols
+from transfer.detection import arguments, checkpoints, protocols
 
 SPEC_KEYS = {"work_root", "data_root", "checkpoints", "protocols", "bn", "seeds", "cfg_options"}
 
@@ -159,9 +149,7 @@ def _record_failure(cell: dict[str, Any], err: BaseException) -> None:
     records.write(rec, cell["work_dir"])
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec", help="sweep spec (YAML): checkpoints, protocols, bn, seeds")
-    parser.add_argument("--dry-run", action="store_true", help="list the cells and their state only")
+add_arguments = arguments.sweep  # the options, in a module without torch (fast --help)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,10 +3,10 @@
 Features come from `pretrain.features.extract_features` (encoder in eval mode, no gradients,
 pooled float32 features on the CPU), as in the pretraining loop's kNN monitor.
 
-This module is what the three commands have in common: the common options, reading any checkpoint
-through `transfer.convert` (so every format the converter knows works here), building a data
-loader with clear errors for bad input, the work dir with its log file, and the record's
-`checkpoint` block.
+This module is what the three commands have in common (their options are in `arguments`):
+reading any checkpoint through `transfer.convert` (so every format the converter knows works
+here), building a data loader with clear errors for bad input, the work dir with its log file,
+and the record's `checkpoint` block.
 """
 from __future__ import annotations
 
@@ -38,52 +38,6 @@ def amp_dtype(amp: bool, device: str | torch.device) -> torch.dtype | None:
 
 # --------------------------------------------------------------------------------------------
 # Command-line plumbing shared by knn, linear and flatness.
-
-def add_data_arguments(parser: argparse.ArgumentParser, train_split: bool = True) -> None:
-    parser.add_argument("--dataset", required=True,
-                        help="cifar10, cifar100, stl10, tiny-imagenet, imagenet, imagenet100, folder")
-    parser.add_argument("--data-root", required=True, help="the dataset's directory")
-    if train_split:
-        parser.add_argument("--train-split", default="train",
-                            help="split used for training / the kNN bank")
-    parser.add_argument("--test-split", default=None,
-                        help="split evaluated (default: 'test' for CIFAR/STL-10, else 'val')")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="evaluation crop size (default: the dataset's native size, 224 for "
-                        "ImageNet and image folders)")
-
-
-def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--arch", default=None, help="encoder architecture when the checkpoint "
-                        "does not say (resnet18, resnet50, ...)")
-    parser.add_argument("--format", dest="fmt", default=None,
-                        help="checkpoint format when auto-detection is not enough (see docs/convert.md)")
-    parser.add_argument("--encoder", default=None,
-                        help="which encoder of a multi-encoder checkpoint (e.g. query / momentum)")
-    parser.add_argument("--trust-pickle", action="store_true",
-                        help="allow full pickle loading of a checkpoint you trust")
-
-
-def add_run_arguments(parser: argparse.ArgumentParser, many: bool = False) -> None:
-    parser.add_argument("--work-dir", default=None, help="where the record and log go "
-                        "(default: work_dirs/<kind>/<label>-<sha256 prefix>_<dataset>)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace a finished record in the work dir (default: refuse)")
-    if many:
-        parser.add_argument("--label", action="append", default=None,
-                            help="name of each checkpoint in records and reports, once per "
-                            "checkpoint in order (default: the file name without extension; "
-                            "for latest.pth and the like, the run directory's name)")
-    else:
-        parser.add_argument("--label", default=None, help="name of the checkpoint in records and "
-                            "reports (default: the file name without extension; for latest.pth "
-                            "and the like, the run directory's name)")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per feature batch")
-    parser.add_argument("--workers", type=int, default=4, help="data-loader worker processes")
-    parser.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
-    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast for the frozen encoder (CUDA)")
-    parser.add_argument("--seed", type=int, default=0)
-
 
 def resolve_device(device: str | None) -> str:
     if device is None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from pretrain.features import extract_features
+from transfer.frozen import arguments
 from transfer.frozen import common as fx
 from transfer.report.plots import plot_flat
 from unmix.core.env import env_info
@@ -61,16 +62,7 @@ def flatness_metrics(stats: dict) -> dict[str, float]:
             "entropy_mean": 100.0 * stats["entropy"].double().mean().item() / log_c}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
-                        help="one or more checkpoints `unmix convert` reads (e.g. MoCo and Un-Mix)")
-    fx.add_data_arguments(parser, train_split=False)
-    parser.add_argument("--temperature", type=float, default=1.0,
-                        help="softmax temperature applied to the features (default 1, as in Fig. 5)")
-    parser.add_argument("--head", type=int, default=16,
-                        help="how many of the largest sorted probabilities to print (default 16)")
-    fx.add_checkpoint_arguments(parser)
-    fx.add_run_arguments(parser, many=True)
+add_arguments = arguments.flatness  # the options, in a module without torch (fast --help)
 
 
 def _protocol_name(dataset: str, split: str, temperature: float) -> str:

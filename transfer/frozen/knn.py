@@ -7,6 +7,7 @@ import time
 
 from pretrain.knn import knn_predict
 from pretrain.features import extract_features
+from transfer.frozen import arguments
 from transfer.frozen import common as fx
 from unmix.core import records
 from unmix.core.env import env_info
@@ -14,13 +15,7 @@ from unmix.core.errors import UnmixError
 from unmix.core.logs import work_dir_log
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="any checkpoint `unmix convert` reads")
-    fx.add_data_arguments(parser)
-    parser.add_argument("--k", type=int, default=200, help="neighbours that vote (default 200)")
-    parser.add_argument("--t", type=float, default=0.1, help="temperature of the vote weights exp(sim/t)")
-    fx.add_checkpoint_arguments(parser)
-    fx.add_run_arguments(parser)
+add_arguments = arguments.knn  # the options, in a module without torch (fast --help)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -32,37 +32,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from pretrain.features import extract_features, progress
+from transfer.frozen import arguments
 from transfer.frozen import common as fx
+from transfer.frozen.linear_protocols import DEFAULT_PROTOCOL, PROTOCOLS, Protocol
 from unmix.core.env import env_info
 from unmix.core import files, records
 from unmix.core.errors import UnmixError
 from unmix.core.logs import work_dir_log
 
 
-class Protocol(NamedTuple):
-    epochs: int
-    lr: float
-    schedule: str                   # 'step' (x0.1 at each milestone) or 'cosine' (to 0)
-    milestones: tuple[int, ...]
-    momentum: float
-    weight_decay: float
-    batch_size: int
-    aug: bool                       # train-time RandomResizedCrop/RandomCrop + flip
-    feature_norm: str               # 'none' or 'standardize' (train mean/std, fixed)
-    source: str
-
-
-PROTOCOLS: dict[str, Protocol] = {
-    "imagenet": Protocol(100, 30.0, "step", (60, 80), 0.9, 0.0, 256, True, "none",
-                         "MoCo main_lincls (He et al. 2020), used by the final Un-Mix ImageNet results"),
-    "imagenet-first": Protocol(100, 30.0, "step", (60, 80, 90), 0.9, 0.0, 256, True, "none",
-                               "arXiv 2003.05438v1 section 4.2, ImageNet-1K"),
-    "imagenet100": Protocol(60, 10.0, "step", (30, 40, 50), 0.9, 0.0, 256, True, "none",
-                            "arXiv 2003.05438v1 section 4.2, ImageNet-100"),
-    "cifar": Protocol(100, 0.1, "cosine", (), 0.9, 0.0, 256, False, "standardize",
-                      "unmix: cached frozen features, standardised, SGD + cosine (docs/evaluation.md)"),
-}
-DEFAULT_PROTOCOL = {"imagenet": "imagenet", "imagenet100": "imagenet100"}  # everything else: cifar
 
 
 class LinearProbe(nn.Module):
@@ -174,21 +152,7 @@ def train_transform(dataset: str, size: int | None = None):
     return T.Compose(pre + [crop, T.RandomHorizontalFlip(), T.ToTensor(), data.normalize(dataset)])
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="any checkpoint `unmix convert` reads")
-    fx.add_data_arguments(parser)
-    parser.add_argument("--protocol", choices=list(PROTOCOLS), default=None,
-                        help="imagenet (MoCo), imagenet-first / imagenet100 (arXiv 2003.05438v1, "
-                        "section 4.2), cifar (default: imagenet for imagenet, imagenet100 for imagenet100, else cifar)")
-    parser.add_argument("--aug", action=argparse.BooleanOptionalAction, default=None,
-                        help="train-time augmentation (default: the protocol's); --no-aug trains "
-                        "on features cached once (fast)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the protocol's epochs")
-    parser.add_argument("--lr", type=float, default=None, help="override the protocol's lr")
-    parser.add_argument("--train-batch-size", type=int, default=None,
-                        help="override the protocol's training batch size (256)")
-    fx.add_checkpoint_arguments(parser)
-    fx.add_run_arguments(parser)
+add_arguments = arguments.linear  # the options, in a module without torch (fast --help)
 
 
 class Settings(NamedTuple):

@@ -3,6 +3,7 @@ commit, the device and the world size. Versions are read from the installed dist
 metadata, so nothing heavy (mmdet, mmcv) is imported to describe a kNN run."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -59,3 +60,13 @@ def env_info(device: str | None = None, world_size: int = 1,
     info["device"] = device
     info["world_size"] = world_size
     return info
+
+
+def default_workers(cap: int = 8) -> int:
+    """Data-loader workers by default: the CPUs this process may run on (a slurm or taskset
+    allocation, not the whole node), at most `cap` (more rarely helps and costs memory each)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        n = os.cpu_count() or 1
+    return max(1, min(n, cap))

@@ -1,0 +1,151 @@
+"""The options of `unmix finetune|evaluate|sweep`, and the checks of their values that need no
+library: importing this imports neither torch nor mmdet, so `--help` answers at once and a typo'd
+path is refused in a second, not after the ~20 s it takes to import the detection stack."""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from transfer.detection.protocols import BN_MODES, PROTOCOLS
+from unmix.core.errors import UnmixError
+
+DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+SWEEP_SCHEMA = """\
+SPEC (YAML), every key but checkpoints and protocols optional:
+
+  work_root: work_dirs/sweep            # cells go to WORK_ROOT/LABEL/PROTOCOL/BN/seedN
+  data_root: {voc: data/VOCdevkit, coco: data/coco}   # or one path (default: the configs')
+  checkpoints:                          # a path, {label, path}, or 'none' (random init)
+    - {label: mocov2, path: checkpoints/mocov2.pth}
+    - none
+  protocols: [voc-faster-rcnn-fpn]      # names as in `unmix finetune --help`
+  bn: [finetune, frozen]                # default: each protocol's own
+  seeds: [0, 1, 2]                      # default: [0]
+  cfg_options: {train_cfg.max_epochs: 1}   # mmengine overrides applied to every cell
+
+A finished cell is skipped, a failed one recorded and the grid goes on; an interrupted one
+resumes from its newest loadable checkpoint when the sweep runs again. A label is one plain
+name (no '/', '\\\\' or '..')."""
+
+
+def _device(value: str) -> str:
+    if not DEVICE_RE.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected cpu, cuda or cuda:N")
+    return value
+
+
+def finetune(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True,
+                        help="checkpoint in any format `unmix convert` reads, or 'none' (random init)")
+    parser.add_argument("--protocol", required=True, choices=list(PROTOCOLS),
+                        help="the detection protocol (docs/transfer.md): " + ", ".join(PROTOCOLS))
+    parser.add_argument("--bn", choices=list(BN_MODES), default=None,
+                        help="finetune (BN trained), frozen (BN fixed), sync (SyncBN); "
+                             "default: the protocol's")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
+    parser.add_argument("--work-dir", default=None,
+                        help="where checkpoints, logs and result.json go (default: "
+                             "work_dirs/finetune/LABEL-SHA8_PROTOCOL_BN_sSEED)")
+    parser.add_argument("--data-root", default=None, help="dataset root (default: the config's)")
+    parser.add_argument("--label", default=None,
+                        help="checkpoint label in the record (default: the file name; for "
+                             "latest.pth and the like, the run directory's name)")
+    parser.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE",
+                        help="mmengine config overrides, e.g. train_cfg.max_epochs=1")
+    parser.add_argument("--resume", action="store_true",
+                        help="resume from the work dir's newest loadable checkpoint")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a finished run's record in the work dir (default: refuse)")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
+                        help="multi-process launcher: pytorch under torchrun, slurm under srun "
+                             "(default none: one process)")
+    parser.add_argument("--device", type=_device, default=None,
+                        help="cpu, cuda or cuda:N (default: cuda when available; under a "
+                             "launcher each process takes its local rank's GPU)")
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision (mmengine's AmpOptimWrapper, float16 with dynamic "
+                             "loss scaling, as mmdet's tools/train.py --amp); CUDA only")
+    parser.add_argument("--wandb", action="store_true",
+                        help="also log to Weights & Biases (mmengine's WandbVisBackend; needs "
+                             "`pip install wandb`; WANDB_MODE=offline works without an account)")
+    parser.set_defaults(check_args=check_finetune)
+
+
+def check_finetune(args: argparse.Namespace) -> None:
+    """Every value that can be checked without the detection stack, in a second."""
+    if args.checkpoint.lower() != "none" and not Path(args.checkpoint).is_file():
+        raise UnmixError(f"{args.checkpoint}: no such checkpoint file (--checkpoint; 'none' for random init)")
+    if args.data_root is not None and not Path(args.data_root).is_dir():
+        raise UnmixError(f"{args.data_root}: no such directory (--data-root)")
+    if args.work_dir is not None and Path(args.work_dir).exists() and not Path(args.work_dir).is_dir():
+        raise UnmixError(f"{args.work_dir}: a file, not a work dir (--work-dir)")
+    if args.amp and args.device == "cpu":
+        raise UnmixError("--amp: mixed precision is CUDA-only here (mmengine's AmpOptimWrapper); "
+                         "drop --amp on --device cpu")
+    if args.device not in (None, "cpu", "cuda") and args.launcher != "none":
+        raise UnmixError(f"--device {args.device}: under --launcher {args.launcher} each process "
+                         "takes its local rank's GPU; pass cuda or nothing")
+
+
+def evaluate(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Evaluate a detector: a work dir `unmix finetune` wrote (WORK_DIR), or any mmdet "
+        "checkpoint with its config, like mmdet's tools/test.py CONFIG CKPT (CONFIG: an mmdet "
+        "config file, mmdet::PATH for one of mmdet's own, or one of our protocol names).")
+    parser.add_argument("target", metavar="WORK_DIR|CONFIG",
+                        help="a work dir written by `unmix finetune`, or a config (file, "
+                             "mmdet::PATH, or a protocol name: " + ", ".join(PROTOCOLS) + ")")
+    parser.add_argument("ckpt", metavar="CKPT", nargs="?", default=None,
+                        help="with CONFIG: the detector checkpoint (an mmdet/mmengine .pth)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="with WORK_DIR: checkpoint to evaluate (default: the one last_checkpoint names)")
+    parser.add_argument("--work-dir", default=None,
+                        help="with CONFIG: where config.py, logs and result.json go (default: "
+                             "work_dirs/evaluate/CKPT-SHA8_CONFIG)")
+    parser.add_argument("--data-root", default=None,
+                        help="with CONFIG: dataset root (default: the config's)")
+    parser.add_argument("--label", default=None,
+                        help="with CONFIG: checkpoint label in the record (default: the file name)")
+    parser.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE",
+                        help="with CONFIG: mmengine config overrides")
+    parser.add_argument("--metric-options", nargs="+", default=None, metavar="KEY=VALUE",
+                        help="evaluator overrides, e.g. eval_mode=area or iou_thrs=[0.5]")
+    parser.add_argument("--show-dir", default=None, metavar="DIR",
+                        help="draw the detections of the first --show-images test images into "
+                             "DIR (mmdet's DetVisualizationHook; ground truth left, predictions right)")
+    parser.add_argument("--show-images", type=int, default=8, metavar="N",
+                        help="how many images --show-dir draws (default 8)")
+    parser.add_argument("--score-thr", type=float, default=0.3,
+                        help="score threshold of the drawn detections (default 0.3, mmdet's)")
+    parser.add_argument("--no-record", action="store_true", help="print only; leave result.json alone")
+    parser.add_argument("--force", action="store_true",
+                        help="with CONFIG: replace a finished record in --work-dir (default: refuse)")
+    parser.set_defaults(check_args=check_evaluate)
+
+
+def check_evaluate(args: argparse.Namespace) -> None:
+    target = Path(args.target)
+    if target.is_dir():
+        if args.ckpt is not None:
+            raise UnmixError(f"{args.target}: a work dir takes no CKPT (use --checkpoint FILE)")
+        return
+    if not (args.target in PROTOCOLS or args.target.startswith("mmdet::") or target.is_file()):
+        raise UnmixError(f"{args.target}: neither a work dir, a config file, mmdet::PATH nor a "
+                         f"protocol ({', '.join(PROTOCOLS)})")
+    if args.ckpt is None:
+        raise UnmixError(f"{args.target}: a config needs the checkpoint to evaluate (CONFIG CKPT)")
+    if not Path(args.ckpt).is_file():
+        raise UnmixError(f"{args.ckpt}: no such checkpoint file")
+    if args.data_root is not None and not Path(args.data_root).is_dir():
+        raise UnmixError(f"{args.data_root}: no such directory (--data-root)")
+    if args.show_images < 1:
+        raise UnmixError(f"--show-images {args.show_images}: must be at least 1")
+
+
+def sweep(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = SWEEP_SCHEMA
+    parser.add_argument("spec", help="sweep spec (YAML), see below")
+    parser.add_argument("--dry-run", action="store_true", help="list the cells and their state only")
