@@ -76,7 +76,9 @@ def check(tmp_path, src, net: nn.Module, fmt: str, *, cifar: bool = False, **kw)
         assert torch.equal(mm.state_dict()[k], v.to(mm.state_dict()[k].dtype)), k
     x = torch.randn(2, 3, 32 if cifar else 64, 32 if cifar else 64)
     with torch.no_grad():
-        assert torch.allclose(mm(x)[-1], c5(net, x), rtol=1e-4, atol=1e-4)
+        got, ref = mm(x)[-1], c5(net, x)
+    assert got.shape == ref.shape  # a wrong stem padding changes C5's size
+    assert torch.allclose(got, ref, rtol=1e-4, atol=1e-4)
     assert conv.meta["verification"]["ok"]
     return conv
 
@@ -297,19 +299,67 @@ def test_mmpretrain_mmselfsup(tmp_path, r18):
     assert {"projector", "momentum encoder", "queue"} <= set(conv.dropped)
 
 
-def test_solo_learn_cifar_lightning(tmp_path):
-    net = tv_resnet("resnet18", cifar=True, pad=2)  # solo-learn pads its CIFAR conv1 by 2
+def lightning_ckpt(sd: dict, **extra) -> dict:
+    """What Lightning 2.x `trainer.save_checkpoint` writes (lightning/pytorch/trainer/connectors/
+    checkpoint_connector.py `dump_checkpoint`): hyper_parameters only when the module called
+    `save_hyperparameters`."""
+    return {"epoch": 9, "global_step": 100, "pytorch-lightning_version": "2.1.0", "state_dict": sd,
+            "loops": {}, "callbacks": {}, "optimizer_states": [], "lr_schedulers": [], **extra}
+
+
+def solo_sd(net: nn.Module) -> dict:
+    """solo-learn BaseMethod/BaseMomentumMethod (solo/methods/base.py): backbone (fc = Identity),
+    online `classifier`, `projector`, `predictor`, `momentum_backbone`."""
     bb = backbone_sd(net)
     sd = prefixed("backbone.", bb) | prefixed("momentum_backbone.", bb)
     sd |= prefixed("projector.", mlp(512, 64).state_dict()) | prefixed("predictor.", mlp(64, 64).state_dict())
-    sd |= {"classifier.weight": torch.randn(10, 512), "classifier.bias": torch.zeros(10)}
-    ck = {"epoch": 9, "global_step": 100, "pytorch-lightning_version": "2.1.0", "state_dict": sd,
-          "loops": {}, "callbacks": {}, "optimizer_states": [], "lr_schedulers": [],
-          "hyper_parameters": {"cfg": {"method": "byol"}}}
-    torch.save(ck, tmp_path / "byol-cifar10-x.ckpt")
-    conv = check(tmp_path, tmp_path / "byol-cifar10-x.ckpt", net, "solo-learn", cifar=True)
-    assert conv.meta["stem_padding"] == 2
+    return sd | {"classifier.weight": torch.randn(10, 512), "classifier.bias": torch.zeros(10)}
+
+
+# solo-learn's config as its Checkpointer dumps it (solo/utils/checkpointer.py `save_args`:
+# OmegaConf.to_container(cfg) + wandb_run_id); the keys are those of scripts/pretrain/cifar/*.yaml.
+SOLO_CFG = {"name": "byol-cifar10", "method": "byol",
+            "backbone": {"name": "resnet18", "kwargs": {}},
+            "data": {"dataset": "cifar10", "train_path": "./datasets", "num_classes": 10},
+            "max_epochs": 1000, "wandb_run_id": None}
+
+
+@pytest.mark.parametrize("where", ["args.json", "hyper_parameters"])
+def test_solo_learn_cifar_lightning(tmp_path, where):
+    """solo-learn pads its CIFAR conv1 by 2 (solo/methods/base.py), decided by its config."""
+    import json
+
+    net = tv_resnet("resnet18", cifar=True, pad=2)
+    extra = {"hyper_parameters": {"cfg": SOLO_CFG}} if where == "hyper_parameters" else {}
+    torch.save(lightning_ckpt(solo_sd(net), **extra), tmp_path / "byol-cifar10-x-ep=9.ckpt")
+    if where == "args.json":
+        (tmp_path / "args.json").write_text(json.dumps(SOLO_CFG))
+    conv = check(tmp_path, tmp_path / "byol-cifar10-x-ep=9.ckpt", net, "solo-learn", cifar=True)
+    assert conv.meta["stem_padding"] == 2 and "data.dataset=cifar10" in conv.meta["stem_padding_from"]
+    assert conv.meta["assumptions"] == []
     assert mmdet_backbone_cfg(conv)["stem_padding"] == 2
+
+
+def test_lightning_cifar_stem_is_not_taken_for_solo_learn(tmp_path, capsys):
+    """A LightningModule with a CIFAR ResNet padded by 1 and `backbone.*` keys, no solo-learn
+    config: padding 1, said to be an assumption; C5 at 32 px is the source's 4x4."""
+    from transfer.convert.cli import summary
+
+    net = tv_resnet("resnet18", cifar=True, pad=1)
+    torch.save(lightning_ckpt(solo_sd(net), hyper_parameters={"lr": 0.1}), tmp_path / "last.ckpt")
+    conv = check(tmp_path, tmp_path / "last.ckpt", net, "lightning", cifar=True)
+    assert conv.meta["stem_padding"] == 1 and conv.meta["assumptions"]
+    assert "stem_padding" not in mmdet_backbone_cfg(conv)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert build_encoder(conv).forward_stages(x)[-1].shape == c5(net, x).shape == (1, 512, 4, 4)
+    text = summary(conv)
+    assert "padding 1: assumed" in text and "--stem-padding" in text
+    # the user who knows better says so
+    net2 = tv_resnet("resnet18", cifar=True, pad=2)
+    torch.save(lightning_ckpt(solo_sd(net2)), tmp_path / "pad2.ckpt")
+    conv2 = check(tmp_path, tmp_path / "pad2.ckpt", net2, "lightning", cifar=True, stem_padding=2)
+    assert conv2.meta["stem_padding_from"] == "--stem-padding" and conv2.meta["assumptions"] == []
 
 
 @pytest.mark.parametrize("prefix", ["backbone.", "model.backbone."])

@@ -17,5 +17,8 @@ def convert(p: argparse.ArgumentParser) -> None:
                    "(e.g. query/key, teacher/student, online/momentum, model/ema) or a key prefix")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow arbitrary pickled objects (runs code from the file: trusted files only)")
+    p.add_argument("--stem-padding", type=int, metavar="N",
+                   help="padding of a 3x3 (CIFAR) conv1 when the file does not record it "
+                   "(default: from evidence in the file, else 1, said in the summary)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the numeric mmdet-vs-source check (the structural check always runs)")

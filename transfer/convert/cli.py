@@ -16,15 +16,24 @@ from unmix.core.errors import UnmixError
 add_arguments = arguments.convert  # the options, in a module without torch (fast --help)
 
 
+def stem_text(conv) -> str:
+    m = conv.meta
+    if conv.stem != "cifar":
+        return conv.stem
+    return f"cifar (3x3 conv1, padding {m.get('stem_padding', 1)}: {m.get('stem_padding_from', '?')})"
+
+
 def summary(conv, dst: Path | None = None) -> str:
     m = conv.meta
     rows = [("format", f"{conv.format} ({m.get('format_title', '')})"),
             ("encoder", f"{conv.encoder} (keys {m.get('encoder_prefix') or '<root>'!r}"
                         f"{', in ' + repr(m['container']) if m.get('container') else ''})"),
-            ("arch", f"{conv.arch}, stem {conv.stem}"),
+            ("arch", f"{conv.arch}, stem {stem_text(conv)}"),
             ("kept", f"{len(conv.state_dict)} tensors")]
     for role, keys in sorted(conv.dropped.items()):
         rows.append((f"dropped: {role}", f"{len(keys)} tensors (e.g. {keys[0]})"))
+    for note in m.get("assumptions", []):
+        rows.append(("assumed", note))
     if m.get("filled_defaults"):
         rows.append(("filled", f"{len(m['filled_defaults'])} missing num_batches_tracked with 0"))
     v = m.get("verification")
@@ -52,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     dst = files.check_output(args.output, [args.src])
     files.remove_orphans(dst.parent, dst.name)
     conv = convert_and_verify(args.src, arch=args.arch, fmt=args.fmt, encoder=args.encoder,
-                              trust_pickle=args.trust_pickle, verify=not args.no_verify)
+                              trust_pickle=args.trust_pickle, verify=not args.no_verify,
+                              stem_padding=args.stem_padding)
     dst = save_conversion(conv, dst)
     print(f"unmix convert: {args.src}")
     print(summary(conv, dst))

@@ -2,8 +2,10 @@
 `build_encoder`. Verification against mmdet is `transfer.convert.verify`."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -15,14 +17,30 @@ from unmix.core.config import to_plain
 from unmix.core.errors import UnmixError
 
 
+def read_sidecar(src: Path) -> dict[str, Any]:
+    """Config files a library writes beside its checkpoints and that decide what the weights
+    cannot say (solo-learn's `args.json`: its dataset decides the CIFAR stem's padding).
+    Unreadable ones are ignored: they are evidence, not input."""
+    out: dict[str, Any] = {}
+    path = src.parent / "args.json"
+    if path.is_file() and path.stat().st_size < 10_000_000:
+        try:
+            out["args.json"] = json.loads(path.read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            pass
+    return out
+
+
 def convert_file(src: str | os.PathLike, *, arch: str | None = None, fmt: str | None = None,
-                 encoder: str | None = None, trust_pickle: bool = False) -> Conversion:
+                 encoder: str | None = None, trust_pickle: bool = False,
+                 stem_padding: int | None = None) -> Conversion:
     """Load `src` safely and convert it (`meta.verification` stays None: see
     `transfer.convert.verify.convert_and_verify`). Raises UnmixError('SRC: problem')."""
     src = Path(src)
     obj, container_kind = read_checkpoint(src, trust_pickle=trust_pickle)
     try:
-        conv = convert_state_dict(obj, arch=arch, fmt=fmt, encoder=encoder)
+        conv = convert_state_dict(obj, arch=arch, fmt=fmt, encoder=encoder,
+                                  stem_padding=stem_padding, sidecar=read_sidecar(src))
         conv.meta["verification"] = None
     except UnmixError as e:
         raise UnmixError(f"{src}: {e}") from None

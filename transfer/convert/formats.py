@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from transfer.convert.stem import find_solo_learn_cfg
+
 # Wrappers stripped from every key, wherever they occur as a path segment: DataParallel/DDP
 # (`module.`) and torch.compile (`_orig_mod.`).
 WRAPPER_SEGMENTS = ("module", "_orig_mod")
@@ -76,7 +78,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
        ("state_dict",),
        {"backbone": Encoder("backbone."), "momentum": Encoder("momentum_backbone.")},
        "backbone", meta_key="meta",
-       notes="arch and stem are read from `meta` and checked against the tensors"),
+       notes="arch and stem are read from `meta` and checked against the tensors",
+       # pretrain/backbones.py builds its CIFAR conv1 with padding 1.
+       extra={"cifar_stem_padding": 1}),
     _F("unmix-converted", "unmix convert output",
        "`unmix convert` (this tool); re-reading is a no-op conversion",
        "top-level `meta.converter_version` next to `state_dict`",
@@ -96,13 +100,22 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
        "model", roles=((r"^state_dict\.", "non-EMA weights"),),
        notes="`--encoder ema` takes the EMA weights"),
     _F("solo-learn", "solo-learn Lightning checkpoint",
-       "vturrisi/solo-learn (Lightning `.ckpt`): `backbone.*` (torchvision names, fc removed), "
-       "`projector.*`, `predictor.*`, `momentum_backbone.*`, `classifier.*`",
-       "`pytorch-lightning_version` and named `backbone.conv1.weight`",
+       "vturrisi/solo-learn (Lightning `.ckpt` from solo/utils/checkpointer.py, its config in "
+       "`args.json` beside it): `backbone.*` (torchvision names, fc removed), `projector.*`, "
+       "`predictor.*`, `momentum_backbone.*`, `classifier.*`",
+       "`pytorch-lightning_version`, named `backbone.conv1.weight`, and solo-learn's config "
+       "(`method`, `backbone.name`, `data.dataset`) in `hyper_parameters` or a sibling `args.json`",
        ("state_dict",),
        {"online": Encoder("backbone."), "momentum": Encoder("momentum_backbone.")}, "online",
-       notes="solo-learn's CIFAR stem pads its 3x3 conv1 by 2; the pad is kept (`stem_padding`)",
-       extra={"cifar_stem_padding": 2}),
+       notes="with `data.dataset` cifar10/100 solo-learn pads its 3x3 conv1 by 2 "
+             "(solo/methods/base.py); the pad is kept (`stem_padding`)"),
+    _F("lightning", "PyTorch Lightning checkpoint (a `backbone` ResNet)",
+       "any LightningModule with a torchvision-named `self.backbone` (`trainer.save_checkpoint`)",
+       "`pytorch-lightning_version` and named `backbone.conv1.weight`, no solo-learn config",
+       ("state_dict",),
+       {"online": Encoder("backbone."), "momentum": Encoder("momentum_backbone.")}, "online",
+       notes="a CIFAR stem's padding is not in the file: 1 is assumed and said so "
+             "(`--stem-padding`)"),
     _F("lightly", "lightly Lightning checkpoint",
        "lightly examples/benchmarks (Lightning `.ckpt`): `backbone = nn.Sequential(*resnet."
        "children()[:-1])`, so `backbone.0.*` (conv1), `backbone.4.*` (layer1)...; also "
@@ -239,34 +252,37 @@ def _has_top(obj: Any, *names: str) -> bool:
 
 
 # Ordered: the first predicate that holds names the format. Each looks only at the structure.
-DETECTORS: tuple[tuple[str, Callable[[Any, list[str]], bool]], ...] = (
-    ("unmix-pretrain", lambda o, k: isinstance(o, Mapping) and o.get("format") == "unmix-pretrain"),
-    ("unmix-converted", lambda o, k: isinstance(o, Mapping) and isinstance(o.get("meta"), Mapping)
+# Each predicate gets (object, its keys, sidecar files found beside the checkpoint).
+DETECTORS: tuple[tuple[str, Callable[[Any, list[str], Any], bool]], ...] = (
+    ("unmix-pretrain", lambda o, k, s: isinstance(o, Mapping) and o.get("format") == "unmix-pretrain"),
+    ("unmix-converted", lambda o, k, s: isinstance(o, Mapping) and isinstance(o.get("meta"), Mapping)
      and "converter_version" in o["meta"] and "state_dict" in o),
-    ("dino", lambda o, k: _has_top(o, "teacher", "student")),
-    ("timm-train", lambda o, k: _has_top(o, "state_dict_ema")),
-    ("solo-learn", lambda o, k: _has_top(o, "pytorch-lightning_version")
+    ("dino", lambda o, k, s: _has_top(o, "teacher", "student")),
+    ("timm-train", lambda o, k, s: _has_top(o, "state_dict_ema")),
+    ("solo-learn", lambda o, k, s: _has_top(o, "pytorch-lightning_version")
+     and _any(k, r"^backbone\.conv1\.weight$") and find_solo_learn_cfg(o, s)[0] is not None),
+    ("lightning", lambda o, k, s: _has_top(o, "pytorch-lightning_version")
      and _any(k, r"^backbone\.conv1\.weight$")),
-    ("lightly", lambda o, k: _has_top(o, "pytorch-lightning_version")),
-    ("unmix-cifar", lambda o, k: _any(k, r"^encoder_q\.net\.")),
-    ("moco", lambda o, k: _any(k, r"^encoder_q\.conv1\.weight$")),
-    ("moco-v3", lambda o, k: _any(k, r"^base_encoder\.")),
-    ("byol", lambda o, k: _any(k, r"^online_encoder\.net\.")),
-    ("simclr", lambda o, k: (_any(k, r"^encoder\.conv1\.weight$") and _any(k, r"^projector\."))
+    ("lightly", lambda o, k, s: _has_top(o, "pytorch-lightning_version")),
+    ("unmix-cifar", lambda o, k, s: _any(k, r"^encoder_q\.net\.")),
+    ("moco", lambda o, k, s: _any(k, r"^encoder_q\.conv1\.weight$")),
+    ("moco-v3", lambda o, k, s: _any(k, r"^base_encoder\.")),
+    ("byol", lambda o, k, s: _any(k, r"^online_encoder\.net\.")),
+    ("simclr", lambda o, k, s: (_any(k, r"^encoder\.conv1\.weight$") and _any(k, r"^projector\."))
      or (_any(k, r"^backbone\.fc\.0\.weight$") and all(x.startswith("backbone.") for x in k))),
-    ("swav", lambda o, k: _any(k, r"^conv1\.weight$")
+    ("swav", lambda o, k, s: _any(k, r"^conv1\.weight$")
      and _any(k, r"^(projection_head\.|prototypes)")),
-    ("detectron2", lambda o, k: _any(k, r"^(backbone\.bottom_up\.)?(stem\.conv1\.|res2\.0\.)")),
-    ("mmpretrain", lambda o, k: _any(k, r"^backbone\.")),
-    ("torchvision", lambda o, k: _any(k, r"^conv1\.weight$") and _any(k, r"^layer1\.0\.")),
-    ("sequential", lambda o, k: _any(k, r"^\d+\.weight$") and _any(k, r"^\d+\.0\.conv1\.weight$")),
+    ("detectron2", lambda o, k, s: _any(k, r"^(backbone\.bottom_up\.)?(stem\.conv1\.|res2\.0\.)")),
+    ("mmpretrain", lambda o, k, s: _any(k, r"^backbone\.")),
+    ("torchvision", lambda o, k, s: _any(k, r"^conv1\.weight$") and _any(k, r"^layer1\.0\.")),
+    ("sequential", lambda o, k, s: _any(k, r"^\d+\.weight$") and _any(k, r"^\d+\.0\.conv1\.weight$")),
 )
 
 
-def detect(obj: Any) -> str | None:
+def detect(obj: Any, sidecar: Mapping[str, Any] | None = None) -> str | None:
     keys = _keys(obj)
     for name, pred in DETECTORS:
-        if pred(obj, keys):
+        if pred(obj, keys, sidecar):
             return name
     return "generic" if keys else None
 

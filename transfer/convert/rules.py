@@ -16,6 +16,7 @@ import torch
 
 from pretrain.backbones import ARCHS, build_resnet
 from transfer.convert import formats as F
+from transfer.convert import stem as stem_evidence
 from pretrain.schema import pretrain_summary
 from unmix.core.errors import UnmixError
 
@@ -184,11 +185,11 @@ def _pick_container(obj: Any, fmt: F.Format, enc: F.Encoder) -> tuple[Mapping[st
     return sd, c
 
 
-def _format_and_encoder(obj: Any, fmt: str | None, encoder: str | None,
-                        arch: str | None) -> tuple[F.Format, str, F.Encoder]:
+def _format_and_encoder(obj: Any, fmt: str | None, encoder: str | None, arch: str | None,
+                        sidecar: Mapping[str, Any] | None = None) -> tuple[F.Format, str, F.Encoder]:
     """The format (given or detected) and the encoder to take: by the format's name for it, or a
     literal key prefix for checkpoints its rules do not cover."""
-    fmt_name = fmt or F.detect(obj)
+    fmt_name = fmt or F.detect(obj, sidecar)
     if fmt_name is None:
         top = list(obj)[:6] if isinstance(obj, Mapping) else type(obj).__name__
         raise ConvertError(f"not a ResNet checkpoint: no tensors found (top level: {top})")
@@ -327,10 +328,29 @@ def _dropped(obj: Any, spec: F.Format, renamed: dict[str, tuple[str, Any]],
     return dropped
 
 
+def _stem_padding(obj: Any, spec: F.Format, stem: str, meta_src: Mapping[str, Any],
+                  explicit: int | None, sidecar: Mapping[str, Any] | None) -> tuple[int, str, bool]:
+    """(conv1 padding, its evidence, assumed?): fixed by the stem for 7x7 stems; for a 3x3
+    CIFAR stem decided by `stem.cifar_padding`."""
+    if stem != "cifar":
+        if explicit is not None:
+            raise ConvertError(f"--stem-padding applies to a 3x3 (CIFAR) conv1; this one is the "
+                               f"{stem} stem, whose padding is fixed")
+        return 3, "the 7x7 stem", False
+    if explicit is not None and not 0 <= int(explicit) <= 3:
+        raise ConvertError(f"--stem-padding {explicit}: a 3x3 conv1 is padded by 0 to 3 pixels")
+    solo_cfg, where = stem_evidence.find_solo_learn_cfg(obj, sidecar)
+    return stem_evidence.cifar_padding(
+        explicit=explicit, file_meta=meta_src, solo_cfg=solo_cfg, solo_where=where,
+        layout_padding=spec.extra.get("cifar_stem_padding"), layout_name=f"{spec.title} layout")
+
+
 def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = None,
-                       encoder: str | None = None) -> Conversion:
-    """Convert an already-loaded checkpoint object. Raises `UnmixError` (without file name)."""
-    spec, enc_name, enc = _format_and_encoder(obj, fmt, encoder, arch)
+                       encoder: str | None = None, stem_padding: int | None = None,
+                       sidecar: Mapping[str, Any] | None = None) -> Conversion:
+    """Convert an already-loaded checkpoint object. Raises `UnmixError` (without file name).
+    `sidecar`: files found beside the checkpoint that name its config ({'args.json': dict})."""
+    spec, enc_name, enc = _format_and_encoder(obj, fmt, encoder, arch, sidecar)
     raw, container = _pick_container(obj, spec, enc)
     renamed = _renamed(raw, spec)
     candidates = find_resnets(set(renamed))
@@ -341,6 +361,7 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
     local, seq_map = _local_keys(renamed, prefix)
     tensors = {k: _as_tensor(v) for k, (_, v) in local.items() if not k.startswith("fc.")}
     arch, stem, meta_src = _checked_arch(obj, spec, tensors, arch)
+    padding, padding_from, assumed = _stem_padding(obj, spec, stem, meta_src, stem_padding, sidecar)
     filled = _complete(tensors, arch, stem, prefix)
     shapes = target_shapes(arch, stem)
     source_tensors = {k: tensors[k] for k in shapes}
@@ -357,8 +378,8 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
         "format": spec.name, "format_title": spec.title, "encoder": enc_name,
         "encoder_prefix": prefix, "container": container, "arch": arch,
         "depth": ARCHS[arch].depth, "width": ARCHS[arch].width, "stem": stem,
-        "stem_padding": (int(meta_src.get("stem_padding") or spec.extra.get("cifar_stem_padding", 1))
-                         if stem == "cifar" else 3),
+        "stem_padding": padding, "stem_padding_from": padding_from,
+        "assumptions": [stem_evidence.ASSUMED] if assumed else [],
         "num_tensors": len(state_dict),
         "dropped": {r: list(ks) for r, ks in dropped.items()},
         "top_level_keys": [str(k) for k in obj] if isinstance(obj, Mapping) and container else [],

@@ -79,10 +79,11 @@ def verify_features(conv: Conversion, *, batch: int = 2, size: int | None = None
 
 def convert_and_verify(src, *, arch: str | None = None, fmt: str | None = None,
                        encoder: str | None = None, trust_pickle: bool = False,
-                       verify: bool = True) -> Conversion:
+                       verify: bool = True, stem_padding: int | None = None) -> Conversion:
     """`convert_file` and, unless `verify=False`, `verify_features` (its numbers go into
     `meta.verification`). Raises UnmixError('SRC: problem')."""
-    conv = convert_file(src, arch=arch, fmt=fmt, encoder=encoder, trust_pickle=trust_pickle)
+    conv = convert_file(src, arch=arch, fmt=fmt, encoder=encoder, trust_pickle=trust_pickle,
+                        stem_padding=stem_padding)
     if verify:
         try:
             conv.meta["verification"] = verify_features(conv)
