@@ -16,6 +16,7 @@ import sys
 from unmix.core.errors import UnmixError
 from unmix.core.files import ENVIRONMENT_ERRNOS, os_error
 from unmix.core.signals import Terminated, sigterm_as_interrupt
+from unmix.core.threads import apply as apply_thread_policy
 
 # name -> (module, one-line purpose)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -44,6 +45,15 @@ ARGUMENTS: dict[str, str] = {
     "evaluate": "transfer.detection.arguments:evaluate",
     "sweep": "transfer.detection.arguments:sweep",
 }
+
+# The commands that run torch for long: they take --threads, and the policy is set before torch starts.
+LONG = ("pretrain", "knn", "linear", "flatness", "finetune", "evaluate", "sweep", "demo", "doctor")
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -86,7 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         top.error(f"unknown command {ns.command!r} (choose from {', '.join(COMMANDS)})")
     parser = argparse.ArgumentParser(prog=f"unmix {ns.command}", description=COMMANDS[ns.command][1])
     _add_arguments(ns.command)(parser)
+    if ns.command in LONG:
+        parser.add_argument("--threads", type=_positive_int, default=None,
+                            help="torch CPU threads (default: OMP_NUM_THREADS if set, else the cores this "
+                                 "process may use); idle threads wait passively (see `unmix doctor`)")
     args = parser.parse_args(ns.args)
+    if ns.command in LONG:
+        policy = apply_thread_policy(args.threads)
+        args.threads, args.thread_policy = policy.threads, policy.describe()
     check = vars(args).pop("check_args", None)
     try:
         if check is not None:

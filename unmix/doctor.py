@@ -111,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
     print("unmix doctor")
     for name, value in versions().items():
         print(f"  {name:<12} {value}")
+    from unmix.core.threads import openmp_runtime
+
+    print(f"  {'threads':<12} {getattr(args, 'thread_policy', None) or torch.get_num_threads()}")
+    print(f"  {'openmp':<12} {openmp_runtime()} (torch {torch.get_num_threads()} threads)")
     failures: list[str] = []
 
     def check(name: str, fn: Callable[[], str], fix: str) -> None:
