@@ -15,7 +15,7 @@ def test_defaults_are_the_cores_and_a_passive_wait():
 def test_the_users_settings_win():
     env = {"OMP_NUM_THREADS": "3", "GOMP_SPINCOUNT": "10000"}
     policy = decide(environ=env)
-    assert policy.threads == 3 and "set by the user" in policy.reasons[0]
+    assert policy.threads == 3 and "in the environment" in policy.reasons[0]
     assert policy.wait_policy == "user: GOMP_SPINCOUNT=10000"
     assert decide(5, environ=env).threads == 5  # --threads beats the environment
     child = thread_environment(2, env)

@@ -55,7 +55,8 @@ def decide(threads: int | None = None, environ: Mapping[str, str] | None = None)
     if threads is not None:
         n, why = threads, f"--threads {threads} ({cores} core(s) available)"
     elif _user_count(environ) is not None:
-        n, why = _user_count(environ), f"OMP_NUM_THREADS={environ['OMP_NUM_THREADS']} set by the user"
+        n = _user_count(environ)
+        why = f"OMP_NUM_THREADS={n} in the environment (yours, or torchrun's 1 per process)"
     else:
         n, why = cores, f"{cores} core(s) in this process's affinity mask (os.sched_getaffinity)"
     user_wait = [f"{k}={environ[k]}" for k in WAIT_VARIABLES if k in environ]
