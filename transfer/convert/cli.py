@@ -32,6 +32,10 @@ def summary(conv, dst: Path | None = None) -> str:
             ("kept", f"{len(conv.state_dict)} tensors")]
     for role, keys in sorted(conv.dropped.items()):
         rows.append((f"dropped: {role}", f"{len(keys)} tensors (e.g. {keys[0]})"))
+    if m.get("inert_globals"):
+        names = m["inert_globals"]
+        rows.append(("not run", f"{len(names)} pickled globals read as inert data "
+                                f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"))
     for note in m.get("assumptions", []):
         rows.append(("assumed", note))
     if m.get("filled_defaults"):

@@ -11,7 +11,7 @@ import torch
 
 from pretrain.backbones import ARCHS, build_resnet
 from transfer.convert.rules import Conversion, convert_state_dict
-from transfer.convert.load import read_checkpoint
+from transfer.convert.load import load_checkpoint, read_checkpoint
 from unmix.core.files import sha256_file, torch_save
 from unmix.core.config import to_plain
 from unmix.core.errors import UnmixError
@@ -37,18 +37,26 @@ def convert_file(src: str | os.PathLike, *, arch: str | None = None, fmt: str | 
     """Load `src` safely and convert it (`meta.verification` stays None: see
     `transfer.convert.verify.convert_and_verify`). Raises UnmixError('SRC: problem')."""
     src = Path(src)
-    obj, container_kind = read_checkpoint(src, trust_pickle=trust_pickle)
+    loaded = load_checkpoint(src, trust_pickle=trust_pickle)
     try:
-        conv = convert_state_dict(obj, arch=arch, fmt=fmt, encoder=encoder,
+        conv = convert_state_dict(loaded.obj, arch=arch, fmt=fmt, encoder=encoder,
                                   stem_padding=stem_padding, sidecar=read_sidecar(src))
         conv.meta["verification"] = None
     except UnmixError as e:
-        raise UnmixError(f"{src}: {e}") from None
+        hint = ""
+        if loaded.inert and ("no tensors" in str(e) or "no state dict" in str(e)):
+            hint = (f"; it holds pickled objects that were not run ({', '.join(loaded.inert[:3])}"
+                    f"{', ...' if len(loaded.inert) > 3 else ''}): if the weights are inside them, "
+                    "re-run with --trust-pickle only if you trust where the file came from")
+        raise UnmixError(f"{src}: {e}{hint}") from None
+    container_kind = loaded.kind
     conv.meta.update({
         "source": str(src.resolve()),
         "source_sha256": sha256_file(src),
         "source_file_kind": container_kind,
         "trusted_pickle": bool(trust_pickle),
+        # Globals the file names that were read as inert placeholders: none of their code ran.
+        "inert_globals": list(loaded.inert),
         "torch_version": str(torch.__version__),
     })
     return conv

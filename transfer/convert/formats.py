@@ -23,9 +23,11 @@ WRAPPER_SEGMENTS = ("module", "_orig_mod")
 class Encoder:
     """Where one encoder lives: `container` is a top-level key of the checkpoint (None: the
     format's state dict), `prefix` the key prefix inside it after wrapper segments are stripped.
-    `prefix=None` means: the only ResNet found in the container."""
+    `prefix=None` means: the only ResNet found in the container. `also`: further prefixes
+    tried in order when `prefix` holds no ResNet (one library, several model classes)."""
     prefix: str | None
     container: str | None = None
+    also: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,11 +169,15 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
        ("state_dict", "model"),
        {"encoder": Encoder("")}, "encoder"),
     _F("mmpretrain", "mmselfsup / mmpretrain",
-       "OpenMMLab model zoo and training checkpoints (`{'meta','state_dict',...}`): `backbone.*`, "
-       "`neck.*`, `head.*`, `momentum_encoder.module.*` (1.x) or `encoder_q.0.*`/`encoder_k.*` (0.x)",
+       "OpenMMLab model zoo and training checkpoints (mmengine `Runner.save_checkpoint`: "
+       "`{'meta','state_dict','message_hub','optimizer','param_schedulers'}`): `backbone.*`, "
+       "`neck.*`, `head.*`; the momentum copy `encoder_k.module.0.*` (MoCo v2, DenseCL: "
+       "mmpretrain/models/selfsup/moco.py, densecl.py), `target_net.module.0.*` (BYOL) or "
+       "`momentum_encoder.module.0.*` (MoCo v3 and others)",
        "keys `backbone.*` (not Lightning)",
        ("state_dict", "model"),
-       {"backbone": Encoder("backbone."), "momentum": Encoder("momentum_encoder.0.")},
+       {"backbone": Encoder("backbone."),
+        "momentum": Encoder("momentum_encoder.0.", also=("encoder_k.0.", "target_net.0."))},
        "backbone"),
     _F("detectron2", "detectron2 `.pkl`",
        "MoCo's `convert-pretrain-to-detectron2.py` (and detectron2's torchvision converter): "

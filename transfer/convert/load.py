@@ -6,22 +6,27 @@ Checkpoints come from strangers and are mostly pickles. By default:
   (`argparse.Namespace` in MoCo/DINO/timm checkpoints, numpy arrays and scalars);
 - plain pickles (detectron2 `.pkl`) go through `SafeNumpyUnpickler`, which admits numpy arrays,
   numpy scalars/dtypes and the builtin containers, nothing else;
+- a pickle that names any other class (mmengine's HistoryBuffer, omegaconf's DictConfig, a
+  pickled nn.Module, ...) is read again by `transfer.convert.inert`: the same admitted globals,
+  every other one an inert placeholder, so none of the file's code runs and the tensors are found;
+  `Loaded.inert` names the placeholders;
 - `.safetensors` files are read by safetensors (no pickle at all).
-Anything else is refused with the class it names; `trust_pickle=True` opts in to full unpickling.
+`trust_pickle=True` opts in to full unpickling, for the rare file whose weights only real
+objects can rebuild.
 """
 from __future__ import annotations
 
 import argparse
 import io
 import pickle
-import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
+from transfer.convert import inert
 from unmix.core.errors import UnmixError
 
 # The pickle of torch's legacy-format magic number: files saved with
@@ -81,15 +86,6 @@ class SafeNumpyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"GLOBAL {full} is not allowed")
 
 
-def _refusal(src: Path, err: BaseException) -> UnmixError:
-    msg = str(err)
-    m = re.search(r"GLOBAL ([\w.]+)", msg) or re.search(r"Unsupported global: ([\w.]+)", msg)
-    what = m.group(1) if m else msg.splitlines()[0][:200]
-    return UnmixError(
-        f"{src}: refused to unpickle {what}: loading it could run code from the file; "
-        "re-run with --trust-pickle only if you trust where the checkpoint came from")
-
-
 def _corrupt(src: Path, err: BaseException) -> UnmixError:
     first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
     return UnmixError(f"{src}: truncated or corrupt checkpoint ({type(err).__name__}: {first})")
@@ -122,44 +118,79 @@ def _load_safetensors(src: Path) -> dict:
         raise _corrupt(src, e) from None
 
 
-def _load_torch(src: Path, trust_pickle: bool) -> Any:
+class Loaded(NamedTuple):
+    obj: Any
+    kind: str                 # 'torch-zip', 'torch-legacy', 'pickle', 'safetensors'
+    inert: list[str]          # globals read as inert placeholders (none of their code ran)
+
+
+def _inert_failed(src: Path, err: BaseException) -> UnmixError:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+    return UnmixError(f"{src}: could not read it without running code from it ({type(err).__name__}: "
+                      f"{first}); re-run with --trust-pickle only if you trust where it came from")
+
+
+def _load_torch_trusted(src: Path) -> Any:
+    try:
+        return inert.plain(torch.load(src, map_location="cpu", weights_only=False))
+    except (ImportError, AttributeError) as e:
+        raise UnmixError(f"{src}: the pickle needs code that is not installed here ({e})") from None
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
+            OSError) as e:
+        raise _corrupt(src, e) from None
+
+
+def _load_torch_inert(src: Path) -> tuple[Any, list[str]]:
+    inert.start_recording()
+    try:
+        obj = torch.load(src, map_location="cpu", weights_only=False, pickle_module=inert)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise _corrupt(src, e) from None
+    except (pickle.UnpicklingError, ValueError, KeyError, AttributeError, TypeError,
+            IndexError) as e:
+        raise _inert_failed(src, e) from None
+    return inert.plain(obj), inert.recorded()
+
+
+def _load_torch(src: Path, trust_pickle: bool) -> tuple[Any, list[str]]:
     if trust_pickle:
-        try:
-            return torch.load(src, map_location="cpu", weights_only=False)
-        except (ImportError, AttributeError) as e:
-            raise UnmixError(f"{src}: the pickle needs code that is not installed here ({e})") from None
-        except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError,
-                OSError) as e:
-            raise _corrupt(src, e) from None
+        return _load_torch_trusted(src), []
     try:
         with torch.serialization.safe_globals(_torch_extra_safe_globals()):
-            return torch.load(src, map_location="cpu", weights_only=True)
+            return torch.load(src, map_location="cpu", weights_only=True), []
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "GLOBAL" in str(e) or "Unsupported" in str(e):
-            raise _refusal(src, e) from None
+            return _load_torch_inert(src)
         raise _corrupt(src, e) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError,
             AttributeError, TypeError, IndexError) as e:
         raise _corrupt(src, e) from None
 
 
-def _load_pickle(src: Path, trust_pickle: bool) -> Any:
+def _load_pickle(src: Path, trust_pickle: bool) -> tuple[Any, list[str]]:
     data = src.read_bytes()
     try:
         if trust_pickle:
-            return pickle.loads(data, encoding="latin1")
-        return SafeNumpyUnpickler(io.BytesIO(data), encoding="latin1").load()
+            return inert.plain(pickle.loads(data, encoding="latin1")), []
+        return SafeNumpyUnpickler(io.BytesIO(data), encoding="latin1").load(), []
     except pickle.UnpicklingError as e:
-        if "is not allowed" in str(e):
-            raise _refusal(src, e) from None
-        raise _corrupt(src, e) from None
+        if "is not allowed" not in str(e):
+            raise _corrupt(src, e) from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
             ImportError, MemoryError, OverflowError) as e:
         raise _corrupt(src, e) from None
+    inert.start_recording()
+    try:
+        return inert.plain(inert.loads(data, encoding="latin1")), inert.recorded()
+    except (EOFError, MemoryError, OverflowError) as e:
+        raise _corrupt(src, e) from None
+    except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError) as e:
+        raise _inert_failed(src, e) from None
 
 
-def read_checkpoint(src: str | Path, *, trust_pickle: bool = False) -> tuple[Any, str]:
-    """Load `src` safely; returns (object, container kind). Raises UnmixError('SRC: problem')."""
+def load_checkpoint(src: str | Path, *, trust_pickle: bool = False) -> Loaded:
+    """Load `src` safely. Raises UnmixError('SRC: problem')."""
     src = Path(src)
     if not src.exists():
         raise UnmixError(f"{src}: no such file")
@@ -169,9 +200,19 @@ def read_checkpoint(src: str | Path, *, trust_pickle: bool = False) -> tuple[Any
         raise UnmixError(f"{src}: empty file")
     kind = sniff(src)
     if kind == "safetensors" or src.suffix == ".safetensors":
-        return _load_safetensors(src), "safetensors"
+        return Loaded(_load_safetensors(src), "safetensors", [])
     if kind in ("torch-zip", "torch-legacy"):
-        return _load_torch(src, trust_pickle), kind
+        return _loaded(kind, _load_torch(src, trust_pickle))
     if kind == "pickle":
-        return _load_pickle(src, trust_pickle), kind
+        return _loaded(kind, _load_pickle(src, trust_pickle))
     raise UnmixError(f"{src}: not a checkpoint (neither a torch file, a pickle nor safetensors)")
+
+
+def _loaded(kind: str, got: tuple[Any, list[str]]) -> Loaded:
+    return Loaded(got[0], kind, got[1])
+
+
+def read_checkpoint(src: str | Path, *, trust_pickle: bool = False) -> tuple[Any, str]:
+    """Load `src` safely; returns (object, container kind). Raises UnmixError('SRC: problem')."""
+    loaded = load_checkpoint(src, trust_pickle=trust_pickle)
+    return loaded.obj, loaded.kind

@@ -230,6 +230,9 @@ def _encoder_prefix(candidates: list[str], spec: F.Format, enc_name: str, enc: F
                 f"ambiguous: {len(pool)} ResNets in the checkpoint ({', '.join(p or '<root>' for p in pool)})"
                 f" and format {spec.name} has no rule to pick one; pass --encoder PREFIX")
         return pool[0]
+    for alt in enc.also:
+        if enc.prefix not in candidates and alt in candidates:
+            return alt
     if enc.prefix not in candidates:
         raise ConvertError(
             f"format {spec.name}: no ResNet under {enc.prefix or '<root>'!r} for encoder {enc_name!r}"
