@@ -243,6 +243,36 @@ def test_sigterm_arrives_as_a_keyboard_interrupt():
     assert signal.getsignal(signal.SIGTERM) == previous
 
 
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_forked_workers_die_on_sigterm_inside_sigterm_as_interrupt():
+    # mmdet's eval_map forks a Pool; Pool.terminate() SIGTERMs its workers. With our handler
+    # inherited, a worker raised inside the queue lock and the parent's join hung forever
+    # (the CI timeout). Run in a child so a regression fails this test instead of hanging it.
+    import multiprocessing as mp
+
+    def body():
+        with sigterm_as_interrupt():
+            pool = mp.get_context("fork").Pool(2)
+            assert pool.map(_square, range(8)) == [x * x for x in range(8)]
+            pool.terminate()
+            pool.join()
+            child = os.fork()
+            if child == 0:
+                os._exit(0 if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else 3)
+            assert os.waitpid(child, 0)[1] == 0
+
+    proc = mp.get_context("fork").Process(target=body)
+    proc.start()
+    proc.join(60)
+    hung = proc.is_alive()
+    if hung:
+        proc.kill()
+    assert not hung and proc.exitcode == 0
+
+
 def test_work_dir_under_a_file_and_full_disk_inside_a_library_are_one_line(tmp_path, capsys,
                                                                             monkeypatch):
     from unmix.cli import main
