@@ -1,28 +1,34 @@
 """The first form of Un-Mix: dataset-level image mixtures.
 
 Paper: "Rethinking Image Mixture for Unsupervised Visual Representation Learning",
-arXiv 2003.05438v1, eqs. 3-5. Flags and defaults: the first code release (its `--IM` flags; the
-fork szq0214/CMC_with_Image_Mixture).
+arXiv 2003.05438v1, eqs. 3-5. Semantics, flags and defaults: the authors' CMC/MoCo fork
+(szq0214/CMC_with_Image_Mixture, `IM/mixture.py` and the `--IM` flags of `train_moco_ins.py`).
 
 Each training image is mixed with *other images of the dataset* (each with its own augmentation)
 before it reaches the encoder; the instance index/label stays the original's and the loss sees no
 lambda. `im_type` selects, like the release's `--IM_type`:
 
-- 'global' (eq. 3): `g_num` rounds, each firing with prob `g_prob`: `img = lam*img + (1-lam)*other`,
-  `lam ~ Beta(g_alpha, g_alpha)`. Iterative, so the image mixed in last is mixed only once.
-- 'region' (eqs. 4-5): `r_num` rounds, each with prob `r_prob`: a CutMix box (`lam ~ Beta(r_beta,
-  r_beta)`, side `sqrt(1-lam)` of the image, centre uniform, clipped) is pasted from the other image.
-  At the first round that fires, the context (the whole current image) is first scaled by
-  `r_pixel_decay` (1.0 = off; 0.2 best in the paper's Table 3).
-- 'IM': global rounds, then region rounds.
+- 'global' (eq. 3; fork `GM`): `g_num` rounds, each firing with prob `g_prob`:
+  `img = lam*img + (1-lam)*other`, `lam ~ Beta(g_alpha, g_alpha)`, `other` un-mixed. Iterative, so
+  the image mixed in last is mixed only once.
+- 'region' (eqs. 4-5; fork `RM`): `r_num` rounds, each with prob `r_prob`: a CutMix box (`lam ~
+  Beta(r_beta, r_beta)`, side `sqrt(1-lam)` of the image, centre uniform, clipped) is pasted from
+  the other image. Only when round index 0 fires (the fork's `if mix_index == 0`), the context (the
+  whole current image) is first multiplied by `r_pixel_decay` (1.0 = off; 0.2 best in the paper's
+  Table 3); P(decay) is `r_prob` whatever `r_num` is.
+- 'IM' (fork: `RM` wrapping `GM`): global rounds, then region rounds whose partners have been
+  through their own global rounds (`Op.pre`).
 - 'Cutout' (size 50 at 224 px, scaled to the image; p 0.1) and 'RandomErasing' (p 0.1, area
   0.02-0.4, aspect 0.3-1/0.3): the baselines of the paper; both fill with the dataset mean.
 
-Mixing works on un-normalised [0, 1] view tensors (so pixel decay darkens the context as in the
-paper's Fig. 3); the wrapper normalises afterwards. Sampling (`sample_ops`) and applying
-(`apply_ops`) are separate pure functions; all randomness comes from an explicit `torch.Generator`.
-With several views (MoCo's two crops) every view is mixed identically: the same partners, lambdas
-and relative boxes, view k with the partner's view k.
+As in the fork (its transform normalises before the `IM` wrappers), mixing works on the views as
+`post` (Normalize) leaves them: the decay multiplies the normalised tensor, so pixels move toward
+the dataset mean (normalised 0), not toward black. Global mixing and pasting commute with the
+normalisation; the decay is the one step where the order matters. Sampling (`sample_ops`) and
+applying (`apply_ops`) are separate pure functions; all randomness comes from an explicit
+`torch.Generator`. With several views (MoCo's two crops, which the fork concatenates along the
+channels) every view is mixed identically: the same partners, lambdas and relative boxes, view k
+with the partner's view k.
 """
 from __future__ import annotations
 
@@ -73,9 +79,10 @@ class Op(NamedTuple):
     lam: float = 1.0
     u: float = 0.0               # box centre (x) as a fraction of W (region/cutout) or box x1 (erase)
     v: float = 0.0
-    decay: float = 1.0           # context scale (region, first fired round only)
+    decay: float = 1.0           # context scale (region, round index 0 only)
     fw: float = 0.0              # box width / W (cutout, erase)
     fh: float = 0.0
+    pre: tuple = ()              # ops applied to the partner first ('IM': its global rounds)
 
 
 def _uniform(g: torch.Generator) -> float:
@@ -104,39 +111,56 @@ def cutout_side(h: int, w: int, size_at_224: int) -> int:
     return max(1, round(size_at_224 * min(h, w) / 224))
 
 
+def _global_ops(p: FirstFormParams, g: torch.Generator, num_items: int) -> list[Op]:
+    ops = []
+    for _ in range(p.g_num):
+        if _uniform(g) < p.g_prob:
+            partner = int(torch.randint(num_items, (), generator=g))
+            ops.append(Op("global", partner, sample_beta(p.g_alpha, p.g_alpha, g)))
+    return ops
+
+
+def _region_ops(p: FirstFormParams, g: torch.Generator, num_items: int) -> list[Op]:
+    ops = []
+    for index in range(p.r_num):
+        if _uniform(g) < p.r_prob:
+            partner = int(torch.randint(num_items, (), generator=g))
+            lam = sample_beta(p.r_beta, p.r_beta, g)
+            # 'IM': the fork's RM reads its partners from the GM-wrapped dataset
+            pre = tuple(_global_ops(p, g, num_items)) if p.im_type == "IM" else ()
+            # the fork decays only at mix_index == 0, not at the first round that fires
+            ops.append(Op("region", partner, lam, _uniform(g), _uniform(g),
+                          decay=p.r_pixel_decay if index == 0 else 1.0, pre=pre))
+    return ops
+
+
+def _erase_op(p: FirstFormParams, g: torch.Generator, h: int, w: int) -> list[Op]:
+    lo, hi = p.erase_area
+    for _ in range(100):
+        area = (lo + (hi - lo) * _uniform(g)) * h * w
+        aspect = p.erase_min_aspect + (1 / p.erase_min_aspect - p.erase_min_aspect) * _uniform(g)
+        eh, ew = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+        if ew < w and eh < h:
+            x1 = int(torch.randint(0, w - ew + 1, (), generator=g))
+            y1 = int(torch.randint(0, h - eh + 1, (), generator=g))
+            return [Op("erase", u=x1 / w, v=y1 / h, fw=ew / w, fh=eh / h)]
+    return []
+
+
 def sample_ops(p: FirstFormParams, g: torch.Generator, num_items: int, size: tuple[int, int]) -> list[Op]:
     """Draw the operations for one image (`size` = (H, W) of its first view, used by RandomErasing
     to retry boxes that do not fit, as in Zhong et al.)."""
     ops: list[Op] = []
     h, w = size
     if p.im_type in ("IM", "global"):
-        for _ in range(p.g_num):
-            if _uniform(g) < p.g_prob:
-                partner = int(torch.randint(num_items, (), generator=g))
-                ops.append(Op("global", partner, sample_beta(p.g_alpha, p.g_alpha, g)))
+        ops += _global_ops(p, g, num_items)
     if p.im_type in ("IM", "region"):
-        decayed = False
-        for _ in range(p.r_num):
-            if _uniform(g) < p.r_prob:
-                partner = int(torch.randint(num_items, (), generator=g))
-                lam = sample_beta(p.r_beta, p.r_beta, g)
-                ops.append(Op("region", partner, lam, _uniform(g), _uniform(g),
-                              decay=1.0 if decayed else p.r_pixel_decay))
-                decayed = True
+        ops += _region_ops(p, g, num_items)
     if p.im_type == "Cutout" and _uniform(g) < p.cutout_prob:
         side = cutout_side(h, w, p.cutout_size)
         ops.append(Op("cutout", u=_uniform(g), v=_uniform(g), fw=side / w, fh=side / h))
     if p.im_type == "RandomErasing" and _uniform(g) < p.erase_prob:
-        lo, hi = p.erase_area
-        for _ in range(100):
-            area = (lo + (hi - lo) * _uniform(g)) * h * w
-            aspect = p.erase_min_aspect + (1 / p.erase_min_aspect - p.erase_min_aspect) * _uniform(g)
-            eh, ew = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
-            if ew < w and eh < h:
-                x1 = int(torch.randint(0, w - ew + 1, (), generator=g))
-                y1 = int(torch.randint(0, h - eh + 1, (), generator=g))
-                ops.append(Op("erase", u=x1 / w, v=y1 / h, fw=ew / w, fh=eh / h))
-                break
+        ops += _erase_op(p, g, h, w)
     return ops
 
 
@@ -147,7 +171,8 @@ def mix_global(img: torch.Tensor, other: torch.Tensor, lam: float) -> torch.Tens
 
 def mix_region(img: torch.Tensor, other: torch.Tensor, box: tuple[int, int, int, int],
                decay: float = 1.0) -> torch.Tensor:
-    """Eqs. 4-5, one round: context scaled by `decay`, box taken from `other`. Shape: (C, H, W)."""
+    """Eqs. 4-5, one round: context scaled by `decay` (on normalised tensors: toward the mean), box
+    taken from `other`. Shape: (C, H, W)."""
     y1, y2, x1, x2 = box
     out = img * decay if decay != 1.0 else img.clone()
     out[..., y1:y2, x1:x2] = other[..., y1:y2, x1:x2]
@@ -182,7 +207,8 @@ def apply_op(img: torch.Tensor, op: Op, other: torch.Tensor | None, fill: torch.
 def apply_ops(views: Sequence[torch.Tensor], ops: Sequence[Op], partner_views: Sequence[Sequence[torch.Tensor]],
               fill: torch.Tensor) -> list[torch.Tensor]:
     """Apply `ops` in order to every view; `partner_views[j]` are the views of the j-th op that has
-    a partner. View k is mixed with the partner's view k."""
+    a partner, its `pre` ops already applied (`partner_views_for`). View k is mixed with the
+    partner's view k."""
     out = list(views)
     j = 0
     for op in ops:
@@ -199,15 +225,32 @@ def item_seed(seed: int, epoch: int, index: int) -> int:
     return (seed * 1_000_003 + epoch * 65_537 + index) % (2**63 - 1)
 
 
+def partner_views_for(ops: Sequence[Op], load: Callable[[int], list[torch.Tensor]],
+                      fill: torch.Tensor) -> list[list[torch.Tensor]]:
+    """The views of each op's partner (`load(index)`), mixed by the partner's own `pre` ops first:
+    in 'IM' a region partner is the globally mixed image, as the fork's RM reads it from GM."""
+    out = []
+    for op in ops:
+        if op.partner is not None:
+            views = load(op.partner)
+            if op.pre:
+                views = apply_ops(views, op.pre, partner_views_for(op.pre, load, fill), fill)
+            out.append(views)
+    return out
+
+
 class FirstFormDataset(torch.utils.data.Dataset):
     """Wrap a dataset whose transform yields un-normalised [0, 1] views (a tensor or a list of
-    tensors) with the first-form mixtures; `post` (e.g. Normalize) is applied to each view after."""
+    tensors) with the first-form mixtures. `post` (e.g. Normalize) is applied to each view *before*
+    mixing, as the fork normalises in its transform, so the pixel decay pulls toward the mean.
+    `fill` (Cutout / RandomErasing) is given in input units and mapped through `post` too."""
 
     def __init__(self, dataset: torch.utils.data.Dataset, params: FirstFormParams,
                  post: Callable[[torch.Tensor], torch.Tensor] | None = None, seed: int = 0,
                  fill: Sequence[float] = (0.5, 0.5, 0.5)) -> None:
         self.dataset, self.params, self.post, self.seed = dataset, params, post, seed
-        self.fill = torch.tensor(fill, dtype=torch.float32)
+        fill_t = torch.tensor(fill, dtype=torch.float32)
+        self.fill = fill_t if post is None else post(fill_t.view(-1, 1, 1)).reshape(-1)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -216,18 +259,18 @@ class FirstFormDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int):
+    def _views(self, index: int) -> tuple[list[torch.Tensor], object, bool]:
         views, label = self.dataset[index]
         single = torch.is_tensor(views)
         views = [views] if single else list(views)
-        g = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, index))
-        ops = sample_ops(self.params, g, len(self.dataset), tuple(views[0].shape[-2:]))
-        partners = []
-        for op in ops:
-            if op.partner is not None:
-                pv = self.dataset[op.partner][0]
-                partners.append([pv] if torch.is_tensor(pv) else list(pv))
-        views = apply_ops(views, ops, partners, self.fill)
         if self.post is not None:
             views = [self.post(v) for v in views]
+        return views, label, single
+
+    def __getitem__(self, index: int):
+        views, label, single = self._views(index)
+        g = torch.Generator().manual_seed(item_seed(self.seed, self.epoch, index))
+        ops = sample_ops(self.params, g, len(self.dataset), tuple(views[0].shape[-2:]))
+        partners = partner_views_for(ops, lambda i: self._views(i)[0], self.fill)
+        views = apply_ops(views, ops, partners, self.fill)
         return (views[0] if single else views), label

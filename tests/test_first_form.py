@@ -54,7 +54,7 @@ def test_pixel_decay_scales_context_exactly():
     assert torch.equal(out[:, ~inside], (0.2 * x)[:, ~inside])
 
 
-def test_decay_only_on_first_fired_round_naive_reference():
+def test_decay_only_at_round_index_zero_naive_reference():
     x, a, b = _imgs(3)
     p = ff.FirstFormParams(im_type="region", r_num=2, r_prob=1.0, r_pixel_decay=0.5)
     ops = ff.sample_ops(p, torch.Generator().manual_seed(1), 10, (16, 16))
@@ -68,6 +68,103 @@ def test_decay_only_on_first_fired_round_naive_reference():
                     ref[c, i, j] = other[c, i, j]
     out, = ff.apply_ops([x], ops, [[a], [b]], torch.zeros(3))
     assert torch.equal(out, ref)
+
+
+def test_no_decay_when_round_zero_does_not_fire():
+    # the fork (IM/mixture.py, RM) decays under `if mix_index == 0`: a later round that fires
+    # first does not decay
+    p = ff.FirstFormParams(im_type="region", r_num=3, r_prob=0.5, r_pixel_decay=0.2)
+    seen_late_first = 0
+    for s in range(200):
+        round0_fired = ff._uniform(torch.Generator().manual_seed(s)) < 0.5  # round 0's draw, replayed
+        ops = ff.sample_ops(p, torch.Generator().manual_seed(s), 10, (16, 16))
+        decays = [o.decay for o in ops]
+        assert decays.count(0.2) == int(round0_fired) and all(d in (0.2, 1.0) for d in decays)
+        if ops and not round0_fired:
+            seen_late_first += 1
+            assert ops[0].decay == 1.0
+    assert seen_late_first > 20
+
+
+def test_decay_probability_is_r_prob_monte_carlo():
+    # r_num 5, r_prob 0.1: the fork decays with P = r_prob = 0.10; decaying at the first round
+    # that fires would give 1 - 0.9**5 = 0.41
+    p = ff.FirstFormParams(im_type="region", r_num=5, r_prob=0.1, r_pixel_decay=0.2)
+    n = 20000
+    g = torch.Generator().manual_seed(0)
+    hits = sum(any(o.decay != 1.0 for o in ff.sample_ops(p, g, 10, (8, 8))) for _ in range(n))
+    tol = 4 * math.sqrt(0.1 * 0.9 / n)  # 4 standard errors of a binomial proportion
+    assert abs(hits / n - 0.10) < tol
+    assert abs(1 - 0.9**5 - 0.10) > 10 * tol  # the old rule would fail by far
+
+
+class _Const(torch.utils.data.Dataset):
+    """Item i: one view, constant per channel."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def __len__(self):
+        return len(self.values)
+
+    def __getitem__(self, i):
+        return torch.tensor(self.values[i]).view(3, 1, 1).expand(3, 8, 8).clone(), i
+
+
+MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+def _normalize(v):
+    return (v - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+
+
+def test_decay_of_the_mean_image_changes_nothing():
+    # the fork decays the normalised tensor: an image equal to the dataset mean is normalised 0
+    p = ff.FirstFormParams(im_type="region", r_num=1, r_prob=1.0, r_pixel_decay=0.2)
+    ds = ff.FirstFormDataset(_Const([MEAN] * 4), p, post=_normalize, fill=MEAN)
+    for i in range(4):
+        torch.testing.assert_close(ds[i][0], torch.zeros(3, 8, 8), atol=1e-6, rtol=0)
+
+
+def test_decay_pulls_the_context_toward_the_mean():
+    x, o = (0.9, 0.1, 0.3), (0.2, 0.7, 0.5)
+    p = ff.FirstFormParams(im_type="region", r_num=1, r_prob=1.0, r_pixel_decay=0.2)
+    ds = ff.FirstFormDataset(_Const([x, o]), p, post=_normalize, fill=MEAN, seed=2)
+    for i in range(2):
+        out = ds[i][0]
+        op, = ff.sample_ops(p, torch.Generator().manual_seed(ff.item_seed(2, 0, i)), 2, (8, 8))
+        y1, y2, x1, x2 = ff.cutmix_box(8, 8, op.lam, op.u, op.v)
+        inside = torch.zeros(8, 8, dtype=torch.bool)
+        inside[y1:y2, x1:x2] = True
+        own, other = _normalize(ds.dataset[i][0]), _normalize(ds.dataset[op.partner][0])
+        torch.testing.assert_close(out[:, ~inside], (0.2 * own)[:, ~inside])
+        torch.testing.assert_close(out[:, inside], other[:, inside])
+
+
+def test_im_region_partner_goes_through_the_global_rounds():
+    # fork: IM() = RM(GM(dataset)), so RM's partner self.dataset[rand_index] is a GM output
+    p = ff.FirstFormParams(im_type="IM", g_num=1, g_prob=1.0, r_num=1, r_prob=1.0)
+    ds = ff.FirstFormDataset(_Views(), p, seed=11)
+    for i in range(10):
+        (v0, v1), _ = ds[i]
+        ops = ff.sample_ops(p, torch.Generator().manual_seed(ff.item_seed(11, 0, i)), 10, (8, 8))
+        glob, reg = ops
+        pre, = reg.pre
+        assert glob.kind == pre.kind == "global" and reg.kind == "region"
+        y1, y2, x1, x2 = ff.cutmix_box(8, 8, reg.lam, reg.u, reg.v)
+        inside = torch.zeros(8, 8, dtype=torch.bool)
+        inside[y1:y2, x1:x2] = True
+        for base, v in ((0.0, v0), (100.0, v1)):
+            own = glob.lam * (base + i) + (1 - glob.lam) * (base + glob.partner)
+            partner = pre.lam * (base + reg.partner) + (1 - pre.lam) * (base + pre.partner)
+            torch.testing.assert_close(v[:, ~inside], torch.full_like(v[:, ~inside], own))
+            torch.testing.assert_close(v[:, inside], torch.full_like(v[:, inside], partner))
+
+
+def test_region_alone_has_unmixed_partners():
+    p = ff.FirstFormParams(im_type="region", r_num=3, r_prob=1.0)
+    ops = ff.sample_ops(p, torch.Generator().manual_seed(0), 10, (8, 8))
+    assert len(ops) == 3 and all(o.pre == () for o in ops)
 
 
 @pytest.mark.parametrize("im_type", ff.IM_TYPES)
@@ -146,7 +243,13 @@ def test_wrapper_mixes_both_crops_identically():
     assert not torch.equal(ds[3][0][0], v0) or math.isclose(lam, 1.0)
 
 
-def test_wrapper_applies_post_after_mixing():
-    p = ff.FirstFormParams(im_type="global", g_prob=0.0)
-    ds = ff.FirstFormDataset(_Views(), p, post=lambda v: v * 2)
-    assert torch.equal(ds[4][0][1], torch.full((3, 8, 8), 208.0))
+def test_wrapper_applies_post_before_mixing():
+    # the fork normalises in its transform, before the IM wrappers: decay scales post's output
+    p = ff.FirstFormParams(im_type="region", r_num=1, r_prob=1.0, r_pixel_decay=0.5)
+    ds = ff.FirstFormDataset(_Views(), p, post=lambda v: v + 1000.0, seed=3)
+    (v0, _), _ = ds[4]
+    op, = ff.sample_ops(p, torch.Generator().manual_seed(ff.item_seed(3, 0, 4)), 10, (8, 8))
+    y1, y2, x1, x2 = ff.cutmix_box(8, 8, op.lam, op.u, op.v)
+    outside = torch.ones(8, 8, dtype=torch.bool)
+    outside[y1:y2, x1:x2] = False
+    assert torch.equal(v0[:, outside], torch.full_like(v0[:, outside], 502.0))
