@@ -21,8 +21,9 @@ WRAPPER_SEGMENTS = ("module", "_orig_mod")
 
 @dataclass(frozen=True)
 class Encoder:
-    """Where one encoder lives: `container` is a top-level key of the checkpoint (None: the
-    format's state dict), `prefix` the key prefix inside it after wrapper segments are stripped.
+    """Where one encoder lives: `container` is a key of the checkpoint, a dotted path for nested
+    dicts (VISSL: `classy_state_dict.base_model.model.trunk`; None: the format's state dict),
+    `prefix` the key prefix inside it after wrapper segments are stripped.
     `prefix=None` means: the only ResNet found in the container. `also`: further prefixes
     tried in order when `prefix` holds no ResNet (one library, several model classes)."""
     prefix: str | None
@@ -36,7 +37,7 @@ class Format:
     title: str
     source: str                      # where such files come from
     detected_by: str                 # human-readable detection rule (docs)
-    containers: tuple[str, ...]      # top-level keys tried in order for the state dict; () = bare
+    containers: tuple[str, ...]      # keys (dotted paths) tried in order for the state dict; () = bare
     encoders: Mapping[str, Encoder]
     default_encoder: str
     renames: tuple[tuple[str, str], ...] = ()   # (regex, replacement) on every key, in order
@@ -71,6 +72,16 @@ DETECTRON2_RENAMES: tuple[tuple[str, str], ...] = (
     (r"\.shortcut\.", ".downsample.0."),
     (r"\.conv([123])\.norm\.", r".bn\1."),
 )
+
+# VISSL's ResNe(X)t trunk (vissl/models/trunks/resnext.py) holds torchvision's modules in an
+# nn.ModuleDict `_feature_blocks` (conv1, bn1, conv1_relu, maxpool, layer1-4, avgpool, flatten);
+# a feature-extractor trunk (vissl/models/trunks/feature_extractor.py) nests it under `base_model.`.
+# VISSL's own extra_scripts/convert_vissl_to_torchvision.py drops exactly the `_feature_blocks.`
+# prefix to get torchvision names.
+VISSL_RENAMES: tuple[tuple[str, str], ...] = (
+    (r"^(base_model\.)?_feature_blocks\.", ""),
+)
+VISSL_TRUNK = "classy_state_dict.base_model.model.trunk"
 
 _F = Format
 FORMATS: dict[str, Format] = {f.name: f for f in (
@@ -168,6 +179,22 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
        "root `conv1.weight` with `projection_head.*` or `prototypes*`",
        ("state_dict", "model"),
        {"encoder": Encoder("")}, "encoder"),
+    _F("vissl", "VISSL checkpoint (model zoo, phase or consolidated)",
+       "facebookresearch/vissl: phase/iteration checkpoints (vissl/hooks/log_hooks.py: "
+       "`{'phase_idx','iteration','loss','iteration_num','train_phase_idx','classy_state_dict'}`) "
+       "and consolidated ones (vissl/utils/checkpoint.py: `{'type': 'consolidated', "
+       "'classy_state_dict'}`), the trunk in `classy_state_dict.base_model.model.trunk` with keys "
+       "`_feature_blocks.*` (or `base_model._feature_blocks.*`), heads in `...model.heads`, an EMA "
+       "copy in `classy_state_dict.ema_model.model.trunk`; a bare trunk (`_feature_blocks.*`, "
+       "also under `model_state_dict`)",
+       "top-level `classy_state_dict`, or keys `_feature_blocks.conv1.weight`",
+       (VISSL_TRUNK, "model_state_dict", "state_dict", "model"),
+       {"trunk": Encoder(None), "ema": Encoder(None, "classy_state_dict.ema_model.model.trunk")},
+       "trunk", renames=VISSL_RENAMES,
+       roles=((r"^optimizer\.", "optimizer state"), (r"^loss\.", "loss state (queue, momentum encoder)"),
+              (r"^base_model\.", "non-EMA weights")),
+       notes="`_feature_blocks.` dropped as VISSL's convert_vissl_to_torchvision.py does; "
+             "ResNeXt trunks (GROUPS > 1) are refused"),
     _F("mmpretrain", "mmselfsup / mmpretrain",
        "OpenMMLab model zoo and training checkpoints (mmengine `Runner.save_checkpoint`: "
        "`{'meta','state_dict','message_hub','optimizer','param_schedulers'}`): `backbone.*`, "
@@ -227,14 +254,25 @@ def is_state_dict(obj: Any) -> bool:
     return n > 0 and n >= 0.5 * len(values)
 
 
+def at_path(obj: Any, path: str) -> Any:
+    """`obj['a']['b']` for path 'a.b' (a plain key when `obj` has it as such); None if absent."""
+    if isinstance(obj, Mapping) and path in obj:
+        return obj[path]
+    for part in path.split("."):
+        if not isinstance(obj, Mapping) or part not in obj:
+            return None
+        obj = obj[part]
+    return obj
+
+
 def unwrap(obj: Any, containers: tuple[str, ...]) -> tuple[Mapping[str, Any], str | None]:
     """The state dict of `obj`: `obj` itself if bare, else the first of `containers` present."""
     if is_state_dict(obj):
         return obj, None
     if isinstance(obj, Mapping):
         for c in containers:
-            if c in obj and is_state_dict(obj[c]):
-                return obj[c], c
+            if is_state_dict(at_path(obj, c)):
+                return at_path(obj, c), c
             # Some wrappers nest once more, e.g. {'model': {'state_dict': ...}}.
             if c in obj and isinstance(obj[c], Mapping):
                 for c2 in containers:
@@ -243,8 +281,8 @@ def unwrap(obj: Any, containers: tuple[str, ...]) -> tuple[Mapping[str, Any], st
     return {}, None
 
 
-def _keys(obj: Any) -> list[str]:
-    sd, _ = unwrap(obj, ("state_dict", "model"))
+def _keys(obj: Any, extra: tuple[str, ...] = ()) -> list[str]:
+    sd, _ = unwrap(obj, ("state_dict", "model") + extra)
     return [strip_wrappers(str(k)) for k in sd]
 
 
@@ -265,6 +303,8 @@ DETECTORS: tuple[tuple[str, Callable[[Any, list[str], Any], bool]], ...] = (
      and "converter_version" in o["meta"] and "state_dict" in o),
     ("dino", lambda o, k, s: _has_top(o, "teacher", "student")),
     ("timm-train", lambda o, k, s: _has_top(o, "state_dict_ema")),
+    ("vissl", lambda o, k, s: _has_top(o, "classy_state_dict")
+     or _any(_keys(o, ("model_state_dict",)), r"^(base_model\.)?_feature_blocks\.conv1\.weight$")),
     ("solo-learn", lambda o, k, s: _has_top(o, "pytorch-lightning_version")
      and _any(k, r"^backbone\.conv1\.weight$") and find_solo_learn_cfg(o, s)[0] is not None),
     ("lightning", lambda o, k, s: _has_top(o, "pytorch-lightning_version")

@@ -171,9 +171,9 @@ def target_shapes(arch: str, stem: str) -> dict[str, tuple[int, ...]]:
 # ----------------------------------------------------------------------------- conversion
 def _pick_container(obj: Any, fmt: F.Format, enc: F.Encoder) -> tuple[Mapping[str, Any], str | None]:
     if enc.container is not None:
-        if not isinstance(obj, Mapping) or enc.container not in obj:
-            raise ConvertError(f"format {fmt.name}: no top-level {enc.container!r}")
-        inner = obj[enc.container]
+        inner = F.at_path(obj, enc.container)
+        if inner is None:
+            raise ConvertError(f"format {fmt.name}: no {enc.container!r} in the checkpoint")
         sd, c = F.unwrap(inner, ("state_dict", "model"))
         if not sd:
             raise ConvertError(f"format {fmt.name}: {enc.container!r} holds no tensors")
@@ -328,7 +328,36 @@ def _dropped(obj: Any, spec: F.Format, renamed: dict[str, tuple[str, Any]],
             if sd_other:
                 dropped.setdefault(F.role_of(f"{top}.x", spec), []).extend(
                     f"{top}/{k}" for k in sd_other)
+        for path, role, key in _beside_nested(obj, container, spec):
+            dropped.setdefault(role, []).append(f"{path}/{key}")
     return dropped
+
+
+def _tensors_in(obj: Any, prefix: str = "", depth: int = 6):
+    """(dotted key, tensor) for every tensor in nested dicts/lists (optimizer state, heads)."""
+    if F.is_tensor_like(obj):
+        yield prefix, obj
+    elif depth and isinstance(obj, (Mapping, list, tuple)):
+        items = obj.items() if isinstance(obj, Mapping) else enumerate(obj)
+        for k, v in items:
+            yield from _tensors_in(v, f"{prefix}.{k}" if prefix else str(k), depth - 1)
+
+
+def _beside_nested(obj: Mapping, container: str, spec: F.Format):
+    """For a container nested deeper than the top level (VISSL's `classy_state_dict.base_model.
+    model.trunk`): the tensors beside each level of that path (heads, EMA copy, optimizer state),
+    with the role of the sibling's name. The top level is `_dropped`'s own loop."""
+    parts = container.split(".")
+    if str(parts[0]) in obj and F.at_path(obj, container) is not None and container not in obj:
+        node = obj
+        for depth, part in enumerate(parts[:-1]):
+            node = node[part]
+            for name, val in node.items():
+                if str(name) == parts[depth + 1]:
+                    continue
+                role = F.role_of(f"{name}.x", spec)
+                for key, _ in _tensors_in(val):
+                    yield ".".join(parts[:depth + 1] + [str(name)]), role, key
 
 
 def _stem_padding(obj: Any, spec: F.Format, stem: str, meta_src: Mapping[str, Any],
