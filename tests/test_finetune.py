@@ -304,3 +304,28 @@ def test_two_processes_gloo_match_single_process_structure(data, r18, private_tm
     assert two["protocol"]["lr"] == single["protocol"]["lr"]
     assert set(two) == set(single) and set(two["protocol"]) == set(single["protocol"])
     assert set(two["metrics"]) == set(single["metrics"]) and two["env"]["world_size"] == 2
+
+
+# ------------------------------------------------------------------ CIFAR stem (issue 17.3)
+
+def test_cifar_stem_is_refused_by_finetune_and_sweep_before_anything_is_written(tmp_path, capsys):
+    """A CIFAR-stem encoder (strides 1/2/4/8) into a detector whose anchors assume 4/8/16/32:
+    exit 1, one line saying what to evaluate it with, no work dir, no record."""
+    from pretrain.backbones import build_resnet
+    from unmix import cli
+
+    src = tmp_path / "cifar_r18.pth"
+    torch.save(build_resnet("resnet18", stem="cifar").state_dict(), src)  # plain state dict, 3x3 conv1
+    wd = tmp_path / "run"
+    assert cli.main(["finetune", "--checkpoint", str(src), "--protocol", "voc-faster-rcnn-fpn",
+                     "--work-dir", str(wd)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "CIFAR-stem" in err[0] and "1/2/4/8" in err[0]
+    assert "unmix knn" in err[0] and "unmix linear" in err[0] and str(src) in err[0]
+    assert not wd.exists()
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(f"work_root: {tmp_path / 'sweep'}\ncheckpoints: [{src}]\n"
+                    "protocols: [voc-faster-rcnn-fpn]\n")
+    assert cli.main(["sweep", str(spec)]) == 1
+    assert "CIFAR-stem" in capsys.readouterr().err
+    assert not (tmp_path / "sweep").exists()

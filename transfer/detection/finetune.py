@@ -28,7 +28,7 @@ from unmix.core import files, records
 from unmix.core.config import parse_options
 from unmix.core.env import env_info
 from unmix.core.files import sha256_file
-from unmix.core.errors import UnmixError
+from unmix.core.errors import Refused, UnmixError
 from transfer.convert.conversion import save_conversion
 from transfer.convert.mmdet_cfg import mmdet_backbone_cfg
 from transfer.convert.verify import convert_and_verify
@@ -53,6 +53,7 @@ def prepare_checkpoint(checkpoint: str, work_dir: Path, label: str | None = None
         raise UnmixError(f"{src}: no such checkpoint file")
     dst = work_dir / BACKBONE_NAME
     conv = convert_and_verify(str(src))
+    protocols.refuse_cifar_stem(conv.stem, str(src))
     backbone = mmdet_backbone_cfg(conv, checkpoint=str(dst))
     section = {"label": label or records.default_label(src), "path": str(src.resolve()),
                "sha256": conv.meta.get("source_sha256") or sha256_file(src),
@@ -419,6 +420,8 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
         if resume_from is not None:
             record["resumed_from"] = str(resume_from)
         records.finish(record, metrics, wall_time_s=round(time.time() - t0, 3))
+    except Refused:
+        raise  # refused before the run began: nothing written
     except BaseException as err:
         record["wall_time_s"] = round(time.time() - t0, 3)
         _write_failure(record, err, work_dir, rank)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from unmix.core.errors import UnmixError
+from unmix.core.errors import Refused, UnmixError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "transfer"
 
@@ -386,6 +386,18 @@ def smoke_options(name: str, scale: tuple[int, int] = (128, 96), batch: int = 2,
     opts["val_dataloader.dataset.pipeline.1.scale"] = scale
     opts["test_dataloader.dataset.pipeline.1.scale"] = scale
     return opts
+
+
+def refuse_cifar_stem(stem: str | None, source: str) -> None:
+    """A CIFAR/STL stem (3x3 stride-1 conv1, no max-pool) has C2..C5 at strides 1/2/4/8 where
+    every protocol's anchors (FPN: strides 4-64; C4: 16) and RoI extractors (featmap_strides) assume
+    4/8/16/32: its boxes would come out 4x off and its maps cost 16x the memory. Refused, not
+    adapted: such encoders are evaluated with `unmix knn` / `unmix linear` on their own images."""
+    if stem == "cifar":
+        raise Refused(f"{source}: a CIFAR-stem encoder (3x3 stride-1 conv1, no max-pool): its feature "
+                      "strides are 1/2/4/8, while the detection protocols' anchors and RoI layers "
+                      "assume 4/8/16/32; evaluate it with `unmix knn` or `unmix linear`, or pretrain "
+                      "with model.stem='imagenet' for detection")
 
 
 def detector_name(template: str, backbone: dict) -> str:

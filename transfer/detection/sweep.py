@@ -149,6 +149,23 @@ def _record_failure(cell: dict[str, Any], err: BaseException) -> None:
     records.write(rec, cell["work_dir"])
 
 
+def refuse_cifar_stems(spec: dict[str, Any]) -> None:
+    """Every checkpoint's stem, read before the first cell runs: a CIFAR stem stops the sweep
+    (exit 1, nothing written) instead of failing each of its cells. A checkpoint that cannot be
+    read is left to its cells, which record why."""
+    from transfer.convert.conversion import convert_file
+
+    for ck in spec["checkpoints"]:
+        path = ck["path"]
+        if path.lower() == "none" or not Path(path).is_file():
+            continue
+        try:
+            stem = convert_file(path).stem
+        except UnmixError:
+            continue
+        protocols.refuse_cifar_stem(stem, path)
+
+
 add_arguments = arguments.sweep  # the options, in a module without torch (fast --help)
 
 
@@ -159,5 +176,6 @@ def run(args: argparse.Namespace) -> int:
             state = "finished" if records.is_finished(cell["work_dir"]) else "to run"
             print(f"{cell['label']}\t{cell['protocol']}\t{cell['bn']}\t{cell['seed']}\t{state}\t{cell['work_dir']}")
         return 0
+    refuse_cifar_stems(spec)
     out = sweep(spec)
     return 1 if out["failed"] else 0

@@ -6,3 +6,8 @@ class UnmixError(Exception):
 
     The message must name the file (or option) and the problem, in one line.
     """
+
+
+class Refused(UnmixError):
+    """An input refused before the run began: nothing is written, not even a 'failed' record
+    (there was no run to record)."""
