@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.test_convert_formats import check, prefixed, tv_resnet
+from tests.test_convert_formats import backbone_sd, check, prefixed, tv_resnet
 from transfer.convert.conversion import convert_file
 from transfer.convert.rules import convert_state_dict
 from unmix.core.errors import UnmixError
@@ -111,3 +111,128 @@ def test_vissl_resnext_trunk_is_refused_naming_the_layout(tmp_path):
     torch.save(ck, tmp_path / "rx.torch")
     with pytest.raises(UnmixError, match="rx.torch: .*ResNeXt"):
         convert_file(tmp_path / "rx.torch")
+
+
+# --------------------------------------------------------------------------------- ResNet-D
+def randomize_bn(m: nn.Module) -> nn.Module:
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.1, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.1, 0.1)
+    return m.eval()
+
+
+def timm_resnet_d(arch: str) -> nn.Module:
+    """timm's resnet18d/50d (timm/models/resnet.py: `stem_type='deep'`, `stem_width=32`,
+    `avg_down=True`): `conv1` = Sequential(conv 3->32 s2, BN, ReLU, conv 32->32, BN, ReLU,
+    conv 32->64) then `bn1`; a stage's shortcut is `downsample_avg` = Sequential(AvgPool2d(2,
+    stride, ceil_mode=True, count_include_pad=False), or Identity at stride 1, 1x1 conv stride 1,
+    BN). Built on torchvision's blocks (timm's have the same names and the stride on the 3x3)."""
+    m = tv_resnet(arch)
+    m.conv1 = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+                            nn.Conv2d(32, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+                            nn.Conv2d(32, 64, 3, 1, 1, bias=False))
+    for layer in (m.layer1, m.layer2, m.layer3, m.layer4):
+        ds = layer[0].downsample
+        if ds is not None:
+            s = ds[0].stride[0]
+            pool = nn.AvgPool2d(2, s, ceil_mode=True, count_include_pad=False) if s != 1 else nn.Identity()
+            layer[0].downsample = nn.Sequential(pool, nn.Conv2d(ds[0].in_channels, ds[0].out_channels,
+                                                                1, bias=False), ds[1])
+    return randomize_bn(m)
+
+
+# timm -> mmdet ResNetV1d names (mmdet/models/backbones/resnet.py `_make_stem_layer`: stem =
+# Sequential(conv, BN, ReLU) x3, so convs 0/3/6 and norms 1/4/7; shortcuts keep .1 conv, .2 BN).
+TIMM_TO_MMDET = {"conv1.0.": "stem.0.", "conv1.1.": "stem.1.", "conv1.3.": "stem.3.",
+                 "conv1.4.": "stem.4.", "conv1.6.": "stem.6.", "bn1.": "stem.7."}
+# timm -> mmpretrain ResNetV1d (mmpretrain/models/backbones/resnet.py: stem of three ConvModules,
+# `stem.N.conv` / `stem.N.bn`; the AvgPool only where stride != 1, so layer1's shortcut is .0/.1).
+TIMM_TO_MMPRETRAIN = {"conv1.0.": "stem.0.conv.", "conv1.1.": "stem.0.bn.", "conv1.3.": "stem.1.conv.",
+                      "conv1.4.": "stem.1.bn.", "conv1.6.": "stem.2.conv.", "bn1.": "stem.2.bn.",
+                      "layer1.0.downsample.1.": "layer1.0.downsample.0.",
+                      "layer1.0.downsample.2.": "layer1.0.downsample.1."}
+
+
+def renamed(sd: dict, table: dict) -> dict:
+    out = {}
+    for k, v in sd.items():
+        for a, b in table.items():
+            if k.startswith(a):
+                k = b + k[len(a):]
+                break
+        out[k] = v
+    return out
+
+
+def check_resnet_d(tmp_path, src, net: nn.Module, fmt: str, **kw):
+    """Converted tensors = the source's in mmdet names; mmdet's ResNetV1d built from the config
+    loads DST strictly; its C5 and `build_encoder`'s pooled features equal the source model's."""
+    from transfer.convert.conversion import build_encoder, save_conversion
+    from transfer.convert.mmdet_cfg import mmdet_backbone_cfg
+    from transfer.convert.verify import convert_and_verify
+    from transfer.stack import ensure_stack
+
+    conv = convert_and_verify(src, **kw)
+    assert conv.format == fmt and conv.stem == "deep"
+    want = renamed(backbone_sd(net), TIMM_TO_MMDET)
+    assert set(conv.state_dict) == set(want)
+    assert all(torch.equal(conv.state_dict[k], v) for k, v in want.items())
+    ensure_stack()
+    from mmdet.registry import MODELS
+
+    dst = save_conversion(conv, tmp_path / "dst.pth")
+    cfg = mmdet_backbone_cfg(conv, checkpoint=dst)
+    assert cfg["type"] == "ResNetV1d"
+    mm = MODELS.build(cfg)
+    mm.load_state_dict(torch.load(dst, weights_only=True)["state_dict"], strict=True)
+    mm.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = net.layer4(net.layer3(net.layer2(net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x))))))))
+        assert torch.allclose(mm(x)[-1], ref, rtol=1e-4, atol=1e-4)
+        net.fc = nn.Identity()
+        assert torch.allclose(build_encoder(conv)(x), net(x), rtol=1e-4, atol=1e-4)
+    assert conv.meta["verification"]["ok"]
+    return conv
+
+
+def test_resnet_d_timm_state_dict(tmp_path):
+    net = timm_resnet_d("resnet18")
+    torch.save(net.state_dict(), tmp_path / "resnet18d.pth")
+    conv = check_resnet_d(tmp_path, tmp_path / "resnet18d.pth", net, "torchvision")
+    assert conv.arch == "resnet18" and conv.meta["deep_stem_layout"] == "timm"
+    assert conv.dropped == {"heads": ["fc.weight", "fc.bias"]}
+
+
+def test_resnet_d_mmpretrain_and_mmdet_r50(tmp_path):
+    """mmpretrain's ResNetV1d classifier checkpoint (`backbone.*`, `head.fc.*`) and an mmdet
+    detector's (`backbone.stem.0.weight`, `neck.*`); ResNet-50: layer1 has a shortcut."""
+    net = timm_resnet_d("resnet50")
+    sd = prefixed("backbone.", renamed(backbone_sd(net), TIMM_TO_MMPRETRAIN))
+    sd |= {"head.fc.weight": torch.randn(10, 2048), "head.fc.bias": torch.zeros(10)}
+    torch.save({"meta": {"mmengine_version": "0.10.7"}, "state_dict": sd}, tmp_path / "v1d.pth")
+    conv = check_resnet_d(tmp_path, tmp_path / "v1d.pth", net, "mmpretrain")
+    assert conv.arch == "resnet50" and conv.meta["deep_stem_layout"] == "mmpretrain"
+    net = timm_resnet_d("resnet50")
+    sd = prefixed("backbone.", renamed(backbone_sd(net), TIMM_TO_MMDET))
+    sd |= {"neck.lateral_convs.0.conv.weight": torch.randn(8, 256, 1, 1)}
+    torch.save({"meta": {}, "state_dict": sd}, tmp_path / "det.pth")
+    assert check_resnet_d(tmp_path, tmp_path / "det.pth", net, "mmpretrain").meta[
+        "deep_stem_layout"] == "mmdet"
+
+
+def test_resnet_c_and_tiered_stems_are_refused_by_name():
+    net = timm_resnet_d("resnet18")
+    sd = backbone_sd(net)
+    # ResNet-C (timm resnet50c: deep stem, avg_down=False): shortcut conv at .0, BN at .1.
+    c = {k.replace("downsample.1.", "downsample.0.").replace("downsample.2.", "downsample.1."): v
+         for k, v in sd.items()}
+    with pytest.raises(UnmixError, match="ResNet-C .*not supported; ResNet-D .*deep stem"):
+        convert_state_dict(c)
+    # timm 'deep_tiered' (resnet26t...): stem widths 24-32-64.
+    t = dict(sd) | {"conv1.0.weight": torch.randn(24, 3, 3, 3), "conv1.3.weight": torch.randn(32, 24, 3, 3)}
+    with pytest.raises(UnmixError, match="deep_tiered"):
+        convert_state_dict(t)

@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from pretrain.backbones import ARCHS, build_resnet
+from pretrain.backbones import ARCHS
+from transfer.convert.resnet_d import build_reference
 from transfer.convert.rules import Conversion, convert_state_dict
 from transfer.convert.load import load_checkpoint, read_checkpoint
 from unmix.core.files import sha256_file, torch_save
@@ -89,11 +90,11 @@ def load_conversion(path: str | os.PathLike) -> Conversion:
 
 
 def build_encoder(conv: Conversion) -> torch.nn.Module:
-    """`pretrain.backbones.ResNet` with the converted weights, strictly loaded, in eval mode
-    (kNN/linear evaluation; call `.train()` to fine-tune)."""
+    """`pretrain.backbones.ResNet` (ResNet-D: `resnet_d.ResNetD`) with the converted weights,
+    strictly loaded, in eval mode (kNN/linear evaluation; call `.train()` to fine-tune)."""
     if conv.arch not in ARCHS:
         raise UnmixError(f"unknown arch {conv.arch!r}")
-    model = build_resnet(conv.arch, conv.stem)
+    model = build_reference(conv.arch, conv.stem)
     if conv.stem == "cifar":
         p = int(conv.meta.get("stem_padding", 1))
         model.conv1.padding = (p, p)

@@ -320,7 +320,7 @@ DETECTORS: tuple[tuple[str, Callable[[Any, list[str], Any], bool]], ...] = (
      and _any(k, r"^(projection_head\.|prototypes)")),
     ("detectron2", lambda o, k, s: _any(k, r"^(backbone\.bottom_up\.)?(stem\.conv1\.|res2\.0\.)")),
     ("mmpretrain", lambda o, k, s: _any(k, r"^backbone\.")),
-    ("torchvision", lambda o, k, s: _any(k, r"^conv1\.weight$") and _any(k, r"^layer1\.0\.")),
+    ("torchvision", lambda o, k, s: _any(k, r"^conv1\.(0\.)?weight$") and _any(k, r"^layer1\.0\.")),
     ("sequential", lambda o, k, s: _any(k, r"^\d+\.weight$") and _any(k, r"^\d+\.0\.conv1\.weight$")),
 )
 

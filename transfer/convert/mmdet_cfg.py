@@ -21,16 +21,19 @@ def mmdet_backbone_cfg(conv_or_meta: Any, checkpoint: str | os.PathLike | None =
                        **overrides: Any) -> dict:
     """mmdet backbone config for a conversion (a `Conversion`, its `meta`, or a DST path).
 
-    `type` is mmdet's `ResNet`, or our `CifarResNet` (registered by `transfer.stack.backbones`) for a
-    CIFAR stem; SwAV-style widening becomes `stem_channels = base_channels = 64 * width`. With
-    `checkpoint`, `init_cfg=dict(type='Pretrained', checkpoint=...)` loads the DST. Everything
-    else (norm_cfg, norm_eval, frozen_stages, out_indices...) can be overridden by keyword.
+    `type` is mmdet's `ResNet`, `ResNetV1d` for ResNet-D (deep stem, avg-pool shortcuts), or our
+    `CifarResNet` (registered by `transfer.stack.backbones`) for a CIFAR stem; SwAV-style widening
+    becomes `stem_channels = base_channels = 64 * width`. With `checkpoint`,
+    `init_cfg=dict(type='Pretrained', checkpoint=...)` loads the DST. Everything else (norm_cfg,
+    norm_eval, frozen_stages, out_indices...) can be overridden by keyword.
     """
     meta = _meta_of(conv_or_meta)
     spec = ARCHS[meta["arch"]]
-    cifar = meta.get("stem", "imagenet") == "cifar"
+    stem = meta.get("stem", "imagenet")
+    cifar = stem == "cifar"
+    # mmdet's ResNetV1d = ResNet(deep_stem=True, avg_down=True): ResNet-D, same key names.
     cfg: dict[str, Any] = dict(
-        type="CifarResNet" if cifar else "ResNet",
+        type="CifarResNet" if cifar else "ResNetV1d" if stem == "deep" else "ResNet",
         depth=spec.depth,
         stem_channels=64 * spec.width,
         base_channels=64 * spec.width,

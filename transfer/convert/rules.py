@@ -14,15 +14,19 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from pretrain.backbones import ARCHS, build_resnet
+from pretrain.backbones import ARCHS
 from transfer.convert import formats as F
+from transfer.convert import resnet_d
 from transfer.convert import stem as stem_evidence
 from pretrain.schema import pretrain_summary
 from unmix.core.errors import UnmixError
 
 CONVERTER_VERSION = "1.0"
 _NAMED_ANCHOR = "layer1.0.conv1.weight"
-_RESNET_TOP = re.compile(r"^(conv1|bn1|layer[1-4]|fc|\d+)\.")
+_RESNET_TOP = re.compile(r"^(conv1|bn1|stem|layer[1-4]|fc|\d+)\.")
+# What sits beside layer1 at a ResNet's root: a 7x7/3x3 conv1, or a deep stem (timm's
+# Sequential conv1, mmdet's / mmpretrain's `stem`).
+_STEM_ANCHORS = ("conv1.weight", "conv1.0.weight", "stem.0.weight", "stem.0.conv.weight")
 _SEQ_STAGE = re.compile(r"^((?:.*\.)?)(\d+)\.0\.conv1\.weight$")
 
 
@@ -79,7 +83,8 @@ def find_resnets(keys: set[str]) -> list[str]:
     for k in sorted(keys):
         if k.endswith(_NAMED_ANCHOR):
             p = k[: -len(_NAMED_ANCHOR)]
-            if (p == "" or p.endswith(".")) and p + "conv1.weight" in keys and p not in found:
+            if (p == "" or p.endswith(".")) and any(p + a in keys for a in _STEM_ANCHORS) \
+                    and p not in found:
                 found.append(p)
     stages: dict[str, set[int]] = {}
     for k in keys:
@@ -120,18 +125,44 @@ def _sequential_names(local: Mapping[str, Any]) -> dict[int, str]:
 
 
 # ---------------------------------------------------------------------------------- arch
+def _deep_stem_channels(sd: Mapping[str, torch.Tensor]) -> int:
+    """Output channels C of a ResNet-D deep stem (3x3 convs 3 -> C/2 -> C/2 -> C, mmdet names),
+    after checking that its shortcuts are ResNet-D's (avg-pool, then a stride-1 conv)."""
+    shapes = [tuple(sd[f"stem.{i}.weight"].shape) if f"stem.{i}.weight" in sd else None
+              for i in (0, 3, 6)]
+    if None in shapes or any(len(s) != 4 or s[2:] != (3, 3) for s in shapes):
+        raise ConvertError(f"deep stem: expected three 3x3 convs, found {shapes}")
+    c = shapes[2][0]
+    if shapes[0][1] != 3:
+        raise ConvertError(f"deep stem takes {shapes[0][1]} input channels, not 3 (RGB)")
+    if not (shapes[0][0] == shapes[1][0] == shapes[1][1] == shapes[2][1] == c // 2):
+        raise ConvertError(
+            f"deep stem widths {shapes[0][0]}-{shapes[1][0]}-{c}: only ResNet-D's C/2-C/2-C stem "
+            "(timm stem_type='deep', mmdet/mmpretrain ResNetV1d) is supported, not e.g. timm's "
+            "'deep_tiered' (resnet*t)")
+    plain = sorted(k for k in sd if re.match(r"layer[1-4]\.\d+\.downsample\.0\.weight$", k))
+    if plain:
+        raise ConvertError(
+            f"deep stem with strided-conv shortcuts ({plain[0]}): ResNet-C (e.g. timm resnet50c) "
+            "is not supported; ResNet-D (deep stem, avg-pool shortcuts) is")
+    return c
+
+
 def infer_arch(sd: Mapping[str, torch.Tensor]) -> tuple[str, str]:
     """(arch, stem) from the tensors alone; ConvertError when they are no supported ResNet."""
-    w = sd.get("conv1.weight")
-    if w is None or w.dim() != 4:
-        raise ConvertError("not a ResNet: no 4-d conv1.weight")
-    if w.shape[1] != 3:
-        raise ConvertError(f"conv1 takes {w.shape[1]} input channels, not 3 (RGB)")
-    k = w.shape[-1]
-    stem = {7: "imagenet", 3: "cifar"}.get(k)
-    if stem is None:
-        raise ConvertError(f"conv1 is {k}x{k}; expected 7x7 (ImageNet stem) or 3x3 (CIFAR stem)")
-    stem_ch = w.shape[0]
+    if "conv1.weight" not in sd and "stem.0.weight" in sd:
+        stem, stem_ch = resnet_d.STEM, _deep_stem_channels(sd)
+    else:
+        w = sd.get("conv1.weight")
+        if w is None or w.dim() != 4:
+            raise ConvertError("not a ResNet: no 4-d conv1.weight")
+        if w.shape[1] != 3:
+            raise ConvertError(f"conv1 takes {w.shape[1]} input channels, not 3 (RGB)")
+        k = w.shape[-1]
+        stem = {7: "imagenet", 3: "cifar"}.get(k)
+        if stem is None:
+            raise ConvertError(f"conv1 is {k}x{k}; expected 7x7 (ImageNet stem) or 3x3 (CIFAR stem)")
+        stem_ch = w.shape[0]
     if stem_ch % 64:
         raise ConvertError(f"conv1 has {stem_ch} channels, not a multiple of 64")
     width = stem_ch // 64
@@ -164,7 +195,7 @@ def describe_arch(arch: str) -> str:
 
 def target_shapes(arch: str, stem: str) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
-        ref = build_resnet(arch, stem)
+        ref = resnet_d.build_reference(arch, stem)
     return {k: tuple(v.shape) for k, v in ref.state_dict().items()}
 
 
@@ -242,9 +273,17 @@ def _encoder_prefix(candidates: list[str], spec: F.Format, enc_name: str, enc: F
 
 
 def _local_keys(renamed: dict[str, tuple[str, Any]], prefix: str
-                ) -> tuple[dict[str, tuple[str, Any]], dict[int, str]]:
+                ) -> tuple[dict[str, tuple[str, Any]], dict[int, str], str | None]:
     """The encoder's keys without `prefix`, in torchvision names (an `nn.Sequential` of the
-    ResNet's children renamed), and the Sequential index -> child name map used."""
+    ResNet's children renamed; a ResNet-D deep stem in mmdet ResNetV1d names), the Sequential
+    index -> child name map used, and the deep stem's layout (timm/mmpretrain/mmdet) or None."""
+    local, seq_map = _sequential_local(renamed, prefix)
+    local, deep = resnet_d.deep_stem_names(local)
+    return local, seq_map, deep
+
+
+def _sequential_local(renamed: dict[str, tuple[str, Any]], prefix: str
+                      ) -> tuple[dict[str, tuple[str, Any]], dict[int, str]]:
     local = {k[len(prefix):]: sv for k, sv in renamed.items() if k.startswith(prefix)}
     if prefix == "":
         # At the root, the encoder is the ResNet-named part; the rest (SwAV's projection_head,
@@ -368,6 +407,8 @@ def _stem_padding(obj: Any, spec: F.Format, stem: str, meta_src: Mapping[str, An
         if explicit is not None:
             raise ConvertError(f"--stem-padding applies to a 3x3 (CIFAR) conv1; this one is the "
                                f"{stem} stem, whose padding is fixed")
+        if stem == resnet_d.STEM:
+            return 1, "the deep stem (3x3 convs, padding 1)", False
         return 3, "the 7x7 stem", False
     if explicit is not None and not 0 <= int(explicit) <= 3:
         raise ConvertError(f"--stem-padding {explicit}: a 3x3 conv1 is padded by 0 to 3 pixels")
@@ -390,7 +431,7 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
         raise ConvertError(f"not a ResNet: no conv1/layer1-4 structure found "
                            f"(keys: {_short(sorted(renamed)[:4])})")
     prefix = _encoder_prefix(candidates, spec, enc_name, enc)
-    local, seq_map = _local_keys(renamed, prefix)
+    local, seq_map, deep_layout = _local_keys(renamed, prefix)
     tensors = {k: _as_tensor(v) for k, (_, v) in local.items() if not k.startswith("fc.")}
     arch, stem, meta_src = _checked_arch(obj, spec, tensors, arch)
     padding, padding_from, assumed = _stem_padding(obj, spec, stem, meta_src, stem_padding, sidecar)
@@ -419,6 +460,9 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
         "filled_defaults": filled,
         "source_dtypes": sorted(src_dtypes),
         "sequential_children": {str(i): n for i, n in sorted(seq_map.items())},
+        # ResNet-D: whose names the deep stem had; its avg-pool shortcuts are evidenced by the
+        # conv at `downsample.1` (index 0 holds the weightless pool in all three libraries).
+        "deep_stem_layout": deep_layout,
         "converter_version": CONVERTER_VERSION,
     }
     if meta_src:

@@ -2,17 +2,18 @@
 
 1. Structure (done in `rules`): every parameter and buffer of the target arch filled exactly
    once, shapes equal, nothing left over under the encoder.
-2. Here: mmdet's `ResNet` (or `CifarResNet`) built from `mmdet_backbone_cfg` loads the converted
-   tensors with `strict=True`, and its last stage output equals that of the source encoder
-   rebuilt with `pretrain.backbones.build_resnet` from the source tensors, on a fixed random batch.
+2. Here: mmdet's `ResNet` (or `CifarResNet`, `ResNetV1d`) built from `mmdet_backbone_cfg` loads
+   the converted tensors with `strict=True`, and its last stage output equals that of the source
+   encoder rebuilt with `pretrain.backbones.build_resnet` (ResNet-D: `resnet_d.ResNetD`) from the
+   source tensors, on a fixed random batch.
 """
 from __future__ import annotations
 
 import torch
 
-from pretrain.backbones import build_resnet
 from transfer.convert.conversion import convert_file
 from transfer.convert.mmdet_cfg import mmdet_backbone_cfg
+from transfer.convert.resnet_d import build_reference
 from transfer.convert.rules import Conversion, ConvertError
 from transfer.stack import ensure_stack
 from unmix.core.errors import UnmixError
@@ -40,7 +41,7 @@ def build_mmdet_backbone(conv: Conversion, **overrides) -> torch.nn.Module:
 def build_source_encoder(conv: Conversion) -> torch.nn.Module:
     """The source encoder as the reference implementation builds it, from the source tensors."""
     with torch.device("meta"):
-        ref = build_resnet(conv.arch, conv.stem)
+        ref = build_reference(conv.arch, conv.stem)
     if conv.stem == "cifar":
         p = int(conv.meta.get("stem_padding", 1))
         ref.conv1.padding = (p, p)
