@@ -4,6 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from unmix.core.errors import UnmixError
+
+# What the kNN (monitor and `unmix knn`) compares: the backbone's pooled features, or the
+# L2-normalised output of the query encoder's projector (the official CIFAR MoCo monitor's).
+FEATURES = ("backbone", "head")
+
+
+def check_features(value: object, where: str, name: str = "--features") -> str:
+    """`value` if it is one of FEATURES; else a one-line UnmixError naming `where` (a file) and
+    the option or config key `name`."""
+    if value not in FEATURES:
+        raise UnmixError(f"{where}: {name} {value!r}: choose {' or '.join(FEATURES)}")
+    return str(value)
+
 
 def pretrain(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="config file, e.g. configs/pretrain/moco_v2_cifar10_unmix.py")
@@ -16,3 +30,7 @@ def pretrain(parser: argparse.ArgumentParser) -> None:
                         help="start over in a work dir that holds a run (its checkpoints and "
                              "metrics.jsonl are replaced)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
+    parser.add_argument("--features", default=None, metavar="|".join(FEATURES),
+                        help="what the kNN monitor compares: the backbone's pooled features or the "
+                             "L2-normalised projector output (default: the config's knn.features, "
+                             "else backbone; the MoCo CIFAR recipes say head, as the official monitor)")

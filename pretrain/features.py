@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from unmix.core.errors import UnmixError
 
@@ -55,3 +56,20 @@ def extract_features(encoder: nn.Module, loader, device: str | torch.device,
     if not feats:
         raise UnmixError("the dataset is empty: no images to extract features from")
     return torch.cat(feats), torch.cat(labels)
+
+
+class HeadFeatures(nn.Module):
+    """The L2-normalised head output `normalize(head(pool(encoder(x))))`: what the official Un-Mix
+    CIFAR MoCo monitor compares (its `encoder_q` ends in the fc -> 128 projector)."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module, source: str | None = None) -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, head
+        self.source = source  # where the head was read from (a checkpoint's key prefix), for records
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: (N, 3, H, W) -> (N, D_head), unit rows."""
+        out = self.encoder(x)
+        if out.dim() > 2:
+            out = torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
+        return F.normalize(self.head(out), dim=1)

@@ -1,9 +1,10 @@
 """The weighted k-nearest-neighbour classifier, as a pure function of tensors.
 
-The classifier is the one of InstDisc (Wu et al. 2018) as used by the MoCo CIFAR demo that the
-Un-Mix CIFAR numbers come from (k 200, t 0.1): cosine similarity between L2-normalised features,
-the k most similar training images vote for their class with weight exp(sim / t).
-The pretraining loop's kNN monitor and `unmix knn` (transfer.frozen.knn) both use it.
+The classifier is the one of InstDisc (Wu et al. 2018) as used by the official Un-Mix MoCo CIFAR
+demo, whose monitor gives the published MoCo CIFAR numbers (k 200, t 0.1, on the normalised
+128-d head output): cosine similarity between L2-normalised features, the k most similar training
+images vote for their class with weight exp(sim / t). The pretraining loop's kNN monitor and
+`unmix knn` (transfer.frozen.knn) both use it, on the features `--features` chooses.
 """
 from __future__ import annotations
 

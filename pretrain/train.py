@@ -31,7 +31,7 @@ from pretrain import arguments
 from pretrain import checkpoint as ckpt
 from pretrain import data as pdata
 from pretrain import schema
-from pretrain.features import extract_features
+from pretrain.features import HeadFeatures, extract_features
 from pretrain.knn import knn_predict
 from pretrain.optim import build_optimizer, lr_at
 from unmix.core.config import load_config as _load_config
@@ -135,8 +135,15 @@ def make_loader(ds, batch_size: int, workers: int, seed: int, epoch: int, rank: 
 
 
 # ----------------------------------------------------------------------------- kNN monitor
+def monitor_encoder(model: nn.Module, features: str) -> nn.Module:
+    """What the kNN monitor runs: the backbone, or backbone + the query projector, normalised
+    (`features='head'`, the official CIFAR MoCo monitor: `test(model.encoder_q, ...)`)."""
+    return model.backbone if features == "backbone" else HeadFeatures(model.backbone, model.projector)
+
+
 def knn_monitor(model: nn.Module, kcfg: dict, dcfg: dict, device, amp_dtype, batch_size: int) -> float:
-    """Weighted kNN top-1 (%) of the backbone's pooled features, bank = train split, queries = test."""
+    """Weighted kNN top-1 (%) of `kcfg['features']` (backbone: pooled features; head: the
+    normalised projector output), bank = train split, queries = test."""
     name, tf = dcfg["name"], pdata.eval_transform(dcfg["name"], dcfg.get("size"))
     bank_ds = pdata.build_dataset(name, dcfg["root"], kcfg.get("bank_split", "train"), transform=tf)
     query_ds = pdata.build_dataset(name, dcfg["root"], kcfg.get("split", "test"), transform=tf)
@@ -145,13 +152,14 @@ def knn_monitor(model: nn.Module, kcfg: dict, dcfg: dict, device, amp_dtype, bat
         bank_ds = torch.utils.data.Subset(bank_ds, range(min(limit, len(bank_ds))))
         query_ds = torch.utils.data.Subset(query_ds, range(min(limit, len(query_ds))))
     mk = lambda d: torch.utils.data.DataLoader(d, batch_size=batch_size, num_workers=dcfg.get("num_workers", 0))  # noqa: E731
-    encoder = model.backbone
-    was_training = encoder.training
+    encoder = monitor_encoder(model, kcfg.get("features", "backbone"))
+    modes = [(m, m.training) for m in encoder.modules()]
     try:
         bank, bank_y = extract_features(encoder, mk(bank_ds), device, amp_dtype, desc=None)
         q, q_y = extract_features(encoder, mk(query_ds), device, amp_dtype, desc=None)
     finally:
-        encoder.train(was_training)
+        for m, training in modes:  # back to the training loop's modes, module by module
+            m.training = training
     keep = bank_y >= 0  # STL-10 unlabeled images have label -1
     n_cls = pdata.num_classes(name, getattr(bank_ds, "dataset", bank_ds))
     scores = knn_predict(q, bank[keep], bank_y[keep], n_cls, k=kcfg.get("k", 200), t=kcfg.get("t", 0.1))
@@ -202,6 +210,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, options)
     section = {k: to_plain(cfg[k].to_dict()) for k in ("model", "data", "optimizer", "schedule", "train")}
     kcfg = to_plain(cfg.knn.to_dict()) if "knn" in cfg else {"interval": 0}
+    if getattr(args, "features", None) is not None:
+        kcfg["features"] = arguments.check_features(args.features, args.config)
+    kcfg["features"] = arguments.check_features(kcfg.get("features", "backbone"), args.config, "knn.features")
     work_dir = Path(args.work_dir or Path("work_dirs") / "pretrain" / Path(args.config).stem)
     if section["data"].get("root"):
         # Resolved once: config.py and the checkpoint's meta name the data wherever resumed from.
@@ -416,7 +427,8 @@ def _log_settings(run: Run) -> None:
         f"{run.epochs} epochs x {run.steps_per_epoch} iterations, batch {run.batch} "
         f"({run.world} x {run.per_proc}), lr {run.base_lr:g} ({o.get('type', 'sgd')}, "
         f"{s.get('policy', 'cosine')}), amp {run.amp}, device {run.device}, unmix {m.get('unmix')}, "
-        f"first form {(d.get('first_form') or {}).get('enabled', False)}; work dir {run.work_dir}")
+        f"first form {(d.get('first_form') or {}).get('enabled', False)}, kNN monitor features "
+        f"{run.kcfg.get('features', 'backbone')}; work dir {run.work_dir}")
 
 
 def run_epoch(run: Run, epoch: int) -> None:
@@ -537,7 +549,7 @@ def end_epoch(run: Run, epoch: int, means: dict[str, float], seconds: float) -> 
     if k.get("interval") and ((epoch + 1) % k["interval"] == 0 or epoch + 1 == run.epochs):
         if run.rank == 0:
             acc = knn_monitor(run.model, k, run.dcfg, run.device, run.amp_dtype, run.per_proc)
-            msg += f" | kNN top-1 {acc:.2f}"
+            msg += f" | kNN top-1 ({k['features']}) {acc:.2f}"
             run.writer.add_scalar("knn/top1", acc, epoch + 1)
         if run.world > 1:
             dist.barrier()

@@ -7,3 +7,6 @@ optimizer = dict(lr=0.06, weight_decay=5e-4)
 schedule = dict(policy='cosine', epochs=1000)
 train = dict(batch_size=512)
 data = dict(views='moco_v2')
+# The official monitor (unmix_c10.py:446 `test(model.encoder_q, ...)`): weighted kNN on the
+# L2-normalised 128-d head output, the quantity of the published MoCo CIFAR numbers.
+knn = dict(features='head')

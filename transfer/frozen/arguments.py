@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from pretrain.arguments import FEATURES, check_features
 from transfer.frozen.linear_protocols import PROTOCOLS
 from unmix.core.env import default_workers
 
@@ -62,8 +63,18 @@ def knn(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--k", type=int, default=200, help="neighbours that vote (default 200)")
     parser.add_argument("--t", type=float, default=0.1, help="temperature of the vote weights exp(sim/t)")
+    parser.add_argument("--features", default="backbone", metavar="|".join(FEATURES),
+                        help="backbone: the encoder's pooled features (default); head: the "
+                        "L2-normalised output of the encoder's projector from the same checkpoint "
+                        "(what the official CIFAR MoCo monitor compares)")
     add_checkpoint_arguments(parser)
     add_run_arguments(parser)
+    parser.set_defaults(check_args=check_knn)
+
+
+def check_knn(args: argparse.Namespace) -> None:
+    """The option values, before torch is imported."""
+    check_features(args.features, args.checkpoint)
 
 
 def linear(parser: argparse.ArgumentParser) -> None:

@@ -22,7 +22,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from pretrain import data
+from pretrain.features import HeadFeatures
 from transfer.convert.conversion import build_encoder, convert_file
+from transfer.frozen.head import load_head
 from unmix.core import files, records
 from unmix.core.errors import UnmixError
 
@@ -120,18 +122,23 @@ def check_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def load_encoder(path: str | os.PathLike, arch: str | None = None, fmt: str | None = None,
-                 encoder: str | None = None, trust_pickle: bool = False) -> tuple[nn.Module, dict]:
+                 encoder: str | None = None, trust_pickle: bool = False,
+                 features: str = "backbone") -> tuple[nn.Module, dict]:
     """Any checkpoint `transfer.convert` reads -> (ResNet encoder, the record's checkpoint block).
 
     The checkpoint block is {label (filled by the caller), path, sha256, format, arch, stem,
     pretrain}; `pretrain` is {method, unmix, epochs, dataset} for our own pretraining checkpoints
-    and None for foreign ones.
+    and None for foreign ones. `features='head'`: the encoder followed by its projector from the
+    same file, L2-normalised (`pretrain.features.HeadFeatures`, `transfer.frozen.head`).
     """
     path = check_checkpoint(path)
     # Not verified against mmdet: evaluation uses our own encoder only, and a broken detection
     # stack must not stop `unmix knn`.
     conv = convert_file(str(path), arch=arch, fmt=fmt, encoder=encoder, trust_pickle=trust_pickle)
     model = build_encoder(conv)
+    if features == "head":
+        head, prefix = load_head(path, conv.meta, trust_pickle)
+        model = HeadFeatures(model, head, source=prefix)
     block = {"label": None, "path": str(path.resolve()), "sha256": conv.meta["source_sha256"],
              "format": conv.format, "arch": conv.arch, "stem": conv.stem,
              "pretrain": conv.meta["pretrain"]}
@@ -178,7 +185,8 @@ def prepare(args) -> tuple[Any, str, str, Any, dict]:
     args.data_root = str(Path(args.data_root).expanduser().absolute())  # resolved once, recorded
     label = label_for(args.checkpoint, args.label)
     split = test_split(args.dataset, args.test_split)
-    encoder, ckpt = load_encoder(args.checkpoint, args.arch, args.fmt, args.encoder, args.trust_pickle)
+    encoder, ckpt = load_encoder(args.checkpoint, args.arch, args.fmt, args.encoder, args.trust_pickle,
+                                 features=getattr(args, "features", "backbone"))
     ckpt["label"] = label
     return device, label, split, encoder, ckpt
 

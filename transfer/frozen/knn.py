@@ -19,6 +19,7 @@ add_arguments = arguments.knn  # the options, in a module without torch (fast --
 
 
 def run(args: argparse.Namespace) -> int:
+    arguments.check_knn(args)
     if args.k < 1:
         raise UnmixError(f"--k {args.k}: must be at least 1")
     if args.t <= 0:
@@ -30,16 +31,18 @@ def run(args: argparse.Namespace) -> int:
     num_classes = fx.num_classes_of(args.dataset, train_set)
 
     work_dir = fx.work_dir_for(args, "knn", label, ckpt)
-    protocol = {"name": f"knn-k{args.k}-t{args.t:g}", "task": "classification",
+    # backbone keeps the historical name; head records are another protocol, tabulated apart
+    suffix = "-head" if args.features == "head" else ""
+    protocol = {"name": f"knn-k{args.k}-t{args.t:g}{suffix}", "task": "classification",
                 "dataset": args.dataset, "data_root": args.data_root,
                 "train_split": args.train_split, "test_split": test_split,
-                "k": args.k, "t": args.t, "seed": args.seed, "features": "pooled encoder output",
+                "k": args.k, "t": args.t, "seed": args.seed, "features": args.features,
                 "batch_size_total": args.batch_size}
     record = records.new_record("knn", ckpt, protocol, env=env_info(device))
     t0 = time.time()
     with work_dir_log(work_dir, "knn") as log:
-        log.info("knn: %s (%s) on %s [%s -> %s], k=%d t=%g, device %s", label, ckpt["path"],
-                 args.dataset, args.train_split, test_split, args.k, args.t, device)
+        log.info("knn: %s (%s) on %s [%s -> %s], k=%d t=%g, features %s, device %s", label, ckpt["path"],
+                 args.dataset, args.train_split, test_split, args.k, args.t, args.features, device)
         with fx.failure_recorded(record, work_dir, log):
             fx.seed_everything(args.seed)
             encoder.to(device)
@@ -55,9 +58,11 @@ def run(args: argparse.Namespace) -> int:
             metrics = fx.topk_accuracy(scores, labels)
         record["details"] = {"num_classes": num_classes, "bank_size": int(bank.size(0)),
                              "num_test": int(feats.size(0)), "feature_dim": int(bank.size(1))}
+        if args.features == "head":
+            record["details"]["head_source"] = encoder.source
         records.finish(record, metrics, wall_time_s=round(time.time() - t0, 3))
         path = records.write(record, work_dir)
         log.info("top1 %.2f  top5 %.2f  -> %s", metrics["top1"], metrics["top5"], path)
-    print(f"{label}\tknn k={args.k} t={args.t:g}\t{args.dataset}\ttop1 {metrics['top1']:.2f}\t"
+    print(f"{label}\tknn k={args.k} t={args.t:g} {args.features}\t{args.dataset}\ttop1 {metrics['top1']:.2f}\t"
           f"top5 {metrics['top5']:.2f}\t{path}")
     return 0
