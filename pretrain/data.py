@@ -33,7 +33,8 @@ IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 # The official CIFAR demos normalise CIFAR-100 with CIFAR-10's statistics too.
 CIFAR_MEAN_STD = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
 
-# Seed 002, Appendix A (the CMC ImageNet-100 list), in the paper's order.
+# Appendix A of Un-Mix: Rethinking Image Mixtures for Unsupervised Visual Representation Learning, arXiv 2003.05438v1
+# (the CMC ImageNet-100 list), in the paper's order.
 IMAGENET100_CLASSES: tuple[str, ...] = tuple("""
 n02869837 n01749939 n02488291 n02107142 n13037406 n02091831 n04517823 n04589890 n03062245 n01773797
 n01735189 n07831146 n07753275 n03085013 n04485082 n02105505 n01983481 n02788148 n03530642 n04435653

@@ -1,6 +1,7 @@
 _base_ = ['./_base_/default_runtime.py', './_base_/datasets/imagenet100.py',
           './_base_/schedules/sgd_cosine.py', './_base_/methods/moco_v2.py']
-# Seed 002 (first form) on ImageNet-100: batch 128, m 0.99, K 16384; other settings as ImageNet.
+# ImageNet-100 as in Un-Mix: Rethinking Image Mixtures for Unsupervised Visual Representation Learning, arXiv 2003.05438v1
+# (section 4.1): batch 128, m 0.99, K 16384; other settings as ImageNet.
 model = dict(K=16384, m=0.99)
 train = dict(batch_size=128)
 data = dict(views='moco_v2')
