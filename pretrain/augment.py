@@ -2,7 +2,8 @@
 on-device augmentation for data loading that keeps up with a GPU.
 
 `build_views(method, dataset, size=None, normalize=True)` -> `MultiView` (a PIL image -> list of
-view tensors). Methods: 'moco_v1', 'moco_v2', 'simclr', 'byol', 'swav'. Images of 64 px or less
+view tensors). Methods: 'moco_v1', 'moco_v2', 'simclr', 'byol', 'swav', and 'htdt' (the
+htdt/self-supervised CIFAR recipe, for its SimCLR/BYOL presets). Images of 64 px or less
 (CIFAR, Tiny ImageNet) get the CIFAR recipe of the Un-Mix MoCo demo: no blur (a blur at 32 px
 wipes out the image), RandomResizedCrop(size), flip, ColorJitter(.4,.4,.4,.1) p .8, grayscale
 p .2; BYOL keeps its solarize, SimCLR its strength-1 jitter. With `normalize=False` views stay in
@@ -68,11 +69,12 @@ def _view(size: int, scale: tuple[float, float], jitter: tuple[float, ...], jitt
 CIFAR_JITTER = (0.4, 0.4, 0.4, 0.1)
 
 
-def moco_v1(size: int, **_) -> list[T.Compose]:
-    # MoCo v1: crop 0.2-1, grayscale 0.2, jitter 0.4 (hue 0.4) always on, flip.
+def moco_v1(size: int, crop_scale: tuple[float, float] = (0.2, 1.0), **_) -> list[T.Compose]:
+    # MoCo v1: crop 0.2-1 (the first form's ImageNet-100 fork: 0.1-1), grayscale 0.2, jitter 0.4
+    # (hue 0.4) always on, flip.
     if size <= SMALL:
         return [_view(size, (0.08, 1.0), CIFAR_JITTER, 0.8)] * 2
-    return [_view(size, (0.2, 1.0), (0.4, 0.4, 0.4, 0.4), 1.0)] * 2
+    return [_view(size, tuple(crop_scale), (0.4, 0.4, 0.4, 0.4), 1.0)] * 2
 
 
 def moco_v2(size: int, **_) -> list[T.Compose]:
@@ -97,8 +99,11 @@ def byol(size: int, **_) -> list[T.Compose]:
 
 def swav(size: int, nmb_crops: Sequence[int] | None = None, size_crops: Sequence[int] | None = None,
          min_scale_crops: Sequence[float] | None = None, max_scale_crops: Sequence[float] | None = None,
-         **_) -> list[T.Compose]:
-    # SwAV multi-crop: 2x224 (0.14-1) + 6x96 (0.05-0.14); CIFAR: 2x32 (0.14-1); colour s=1, blur .5.
+         strength: float = 1.0, **_) -> list[T.Compose]:
+    # SwAV multi-crop: 2x224 (0.14-1) + 6x96 (0.05-0.14); CIFAR: 2x32 (0.14-1); colour distortion
+    # of strength s, jitter (.8s,.8s,.8s,.2s) p .8 + grayscale .2 (s=1 on ImageNet; the Un-Mix
+    # CIFAR code uses s=0.5, UnMix_SwAV/for_CIFAR/src/multicropdataset.py:46,108-114), blur .5.
+    s = strength
     if nmb_crops is None:
         if size <= SMALL:
             nmb_crops, size_crops, min_scale_crops, max_scale_crops = [2], [size], [0.14], [1.0]
@@ -107,22 +112,35 @@ def swav(size: int, nmb_crops: Sequence[int] | None = None, size_crops: Sequence
             min_scale_crops, max_scale_crops = [0.14, 0.05], [1.0, 0.14]
     views = []
     for n, sz, lo, hi in zip(nmb_crops, size_crops, min_scale_crops, max_scale_crops):
-        views += [_view(sz, (lo, hi), (0.8, 0.8, 0.8, 0.2), 0.8, blur_p=0.5)] * n
+        views += [_view(sz, (lo, hi), (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s), 0.8, blur_p=0.5)] * n
     return views
 
 
+def htdt(size: int, crop_scale: tuple[float, float] = (0.2, 1.0), jitter: tuple[float, ...] = CIFAR_JITTER,
+         jitter_p: float = 0.8, gray_p: float = 0.1, **_) -> list[T.Compose]:
+    # htdt/self-supervised (datasets/transforms.py:4-22, defaults cfg.py:32-42), the base the
+    # Un-Mix authors credit for SimCLR/BYOL: colour first, then a bicubic RandomResizedCrop
+    # (0.2-1, ratio 3/4-4/3) and flip; jitter (.4,.4,.4,.1) p .8, grayscale p .1, no blur.
+    view = T.Compose([T.RandomApply([T.ColorJitter(*jitter)], p=jitter_p), T.RandomGrayscale(p=gray_p),
+                      T.RandomResizedCrop(size, scale=tuple(crop_scale), ratio=(3 / 4, 4 / 3),
+                                          interpolation=T.InterpolationMode.BICUBIC),
+                      T.RandomHorizontalFlip(p=0.5), T.ToTensor()])
+    return [view, view]
+
+
 AUGMENTATIONS: dict[str, Callable[..., list[T.Compose]]] = {
-    "moco_v1": moco_v1, "moco_v2": moco_v2, "simclr": simclr, "byol": byol, "swav": swav,
+    "moco_v1": moco_v1, "moco_v2": moco_v2, "simclr": simclr, "byol": byol, "swav": swav, "htdt": htdt,
 }
 
 
 def build_views(method: str, dataset: str, size: int | None = None, normalize: bool = True,
-                **kwargs) -> MultiView:
-    """The views of `method` ('moco_v1', ...) for images of `dataset` (sets size and mean/std)."""
+                mean_std: Sequence[Sequence[float]] | None = None, **kwargs) -> MultiView:
+    """The views of `method` ('moco_v1', ...) for images of `dataset` (sets size and mean/std;
+    `mean_std` overrides the dataset's, e.g. htdt's own CIFAR-100 statistics)."""
     if method not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {method!r}; choose from {', '.join(AUGMENTATIONS)}")
     size = size or IMAGE_SIZE[dataset]
-    mean, std = MEAN_STD[dataset]
+    mean, std = mean_std if mean_std is not None else MEAN_STD[dataset]
     return MultiView(AUGMENTATIONS[method](size, **kwargs), T.Normalize(mean, std) if normalize else None)
 
 

@@ -5,6 +5,11 @@ Keys are exactly torchvision's (`conv1`, `bn1`, `layer{i}.{j}.convK`, `downsampl
 stage (SwAV's ResNet-50 w2: stem 128, stages 128..1024 planes, 4096-d output), which is what
 mmdet's `ResNet(stem_channels=64*w, base_channels=64*w)` builds, not torchvision's
 `wide_resnet50_2` (which widens only the bottleneck's inner conv).
+
+`resnet18_bottleneck` is what the Un-Mix SwAV CIFAR code calls `resnet18`
+(UnMix_SwAV/for_CIFAR/src/resnet50.py:340-341 in szq0214/Un-Mix): Bottleneck blocks [2, 2, 2, 2],
+2048-d output (26 weighted layers). That code also pads the input by 1 before its 3x3 conv1
+(padding 1), i.e. a CIFAR stem with `stem_padding=2` (resnet50.py:158, 177, 279).
 """
 from __future__ import annotations
 
@@ -29,25 +34,30 @@ ARCHS: dict[str, ArchSpec] = {
     "resnet101": ArchSpec(tvr.Bottleneck, (3, 4, 23, 3), 1, 101),
     "resnet152": ArchSpec(tvr.Bottleneck, (3, 8, 36, 3), 1, 152),
     "resnet50w2": ArchSpec(tvr.Bottleneck, (3, 4, 6, 3), 2, 50),
+    "resnet18_bottleneck": ArchSpec(tvr.Bottleneck, (2, 2, 2, 2), 1, 26),
 }
 STEMS = ("imagenet", "cifar")
 
 
 class ResNet(tvr.ResNet):
-    """torchvision's ResNet with `stem` ('imagenet': 7x7/2 + max-pool; 'cifar': 3x3/1, no
-    max-pool) and `width`; `fc` is an Identity, so `forward` returns pooled features (N, C)."""
+    """torchvision's ResNet with `stem` ('imagenet': 7x7/2 + max-pool; 'cifar': 3x3/1 padded by
+    `stem_padding`, no max-pool) and `width`; `fc` is an Identity, so `forward` returns pooled
+    features (N, C)."""
 
     def __init__(self, block: type, layers: tuple[int, ...], width: int = 1, stem: str = "imagenet",
-                 norm_layer: type[nn.Module] | None = None, zero_init_residual: bool = False) -> None:
+                 norm_layer: type[nn.Module] | None = None, zero_init_residual: bool = False,
+                 stem_padding: int = 1) -> None:
         nn.Module.__init__(self)  # torchvision's __init__ hard-codes 64 channels and the 7x7 stem
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
+        if stem_padding != 1 and stem != "cifar":
+            raise ValueError(f"stem_padding {stem_padding}: only the 'cifar' stem takes a padding")
         self._norm_layer = norm_layer or nn.BatchNorm2d
         self.stem = stem
         self.inplanes = 64 * width
         self.dilation, self.groups, self.base_width = 1, 1, 64
         if stem == "cifar":
-            self.conv1 = nn.Conv2d(3, self.inplanes, 3, stride=1, padding=1, bias=False)
+            self.conv1 = nn.Conv2d(3, self.inplanes, 3, stride=1, padding=stem_padding, bias=False)
             self.maxpool = nn.Identity()
         else:
             self.conv1 = nn.Conv2d(3, self.inplanes, 7, stride=2, padding=3, bias=False)

@@ -5,8 +5,11 @@
   ratio `eta * ||w|| / (||g|| + wd * ||w||)`; biases and norm layers are excluded from weight decay
   and adaptation (`exclude_bias_and_norm`), as in SimCLR/BYOL. SwAV's LARC(clip=False) is the same
   update with all tensors adapted.
-- `lr_at(step, ...)`: linear warm-up from `warmup_start` then cosine to `min_lr` or step decay by
-  `gamma` at `milestones` (epochs), evaluated per iteration.
+- Adam (the htdt/self-supervised presets of SimCLR/BYOL): torch's Adam with L2 weight decay on
+  every parameter (htdt train.py:39, `--adam_l2` 1e-6 in cfg.py:67).
+- `lr_at(step, ...)`: linear warm-up from `warmup_start` (over `warmup_epochs`, or `warmup_iters`
+  iterations when given: htdt warms up over 500 iterations, train.py:43-54) then cosine to
+  `min_lr` or step decay by `gamma` at `milestones` (epochs), evaluated per iteration.
 """
 from __future__ import annotations
 
@@ -66,7 +69,8 @@ def param_groups(model: nn.Module, weight_decay: float, exclude_bias_and_norm: b
 
 
 def build_optimizer(model: nn.Module, cfg: Mapping, lr: float) -> torch.optim.Optimizer:
-    """cfg: {'type': 'sgd'|'lars', 'momentum', 'weight_decay', 'eta', 'exclude_bias_and_norm'}."""
+    """cfg: {'type': 'sgd'|'lars'|'adam', 'momentum', 'weight_decay', 'eta', 'exclude_bias_and_norm',
+    'betas' (adam)}."""
     kind = cfg.get("type", "sgd")
     wd = cfg.get("weight_decay", 0.0)
     groups = param_groups(model, wd, cfg.get("exclude_bias_and_norm", kind == "lars"))
@@ -76,15 +80,19 @@ def build_optimizer(model: nn.Module, cfg: Mapping, lr: float) -> torch.optim.Op
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.get("momentum", 0.9), weight_decay=wd)
     if kind == "lars":
         return LARS(groups, lr=lr, momentum=cfg.get("momentum", 0.9), weight_decay=wd, eta=cfg.get("eta", 0.001))
-    raise ValueError(f"optimizer type must be 'sgd' or 'lars', got {kind!r}")
+    if kind == "adam":
+        for g in groups:
+            g.pop("lars", None)
+        return torch.optim.Adam(groups, lr=lr, betas=tuple(cfg.get("betas", (0.9, 0.999))), weight_decay=wd)
+    raise ValueError(f"optimizer type must be 'sgd', 'lars' or 'adam', got {kind!r}")
 
 
 def lr_at(step: int, steps_per_epoch: int, epochs: int, base_lr: float, policy: str = "cosine",
           warmup_epochs: float = 0.0, warmup_start: float = 0.0, min_lr: float = 0.0,
-          milestones: Sequence[float] = (), gamma: float = 0.1) -> float:
+          milestones: Sequence[float] = (), gamma: float = 0.1, warmup_iters: int | None = None) -> float:
     """Learning rate at global iteration `step` (0-based)."""
     total = max(1, epochs * steps_per_epoch)
-    warm = int(round(warmup_epochs * steps_per_epoch))
+    warm = int(warmup_iters) if warmup_iters is not None else int(round(warmup_epochs * steps_per_epoch))
     if step < warm:
         return warmup_start + (base_lr - warmup_start) * (step + 1) / warm
     if policy == "cosine":

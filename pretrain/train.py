@@ -190,6 +190,8 @@ def _model_meta(cfg, mcfg: dict, dcfg: dict, epoch: int, epochs: int) -> dict:
     ff = dict(dcfg.get("first_form", {}) or {})
     meta = {"method": mcfg.get("type"), "arch": mcfg.get("arch"), "stem": mcfg.get("stem", "imagenet"),
             "version": mcfg.get("version"),
+            # read by `unmix convert` (transfer/convert/stem.py): padding is not in the weights
+            "stem_padding": int(mcfg.get("stem_padding", 1)),
             # a plain bool: what reports pair runs by; the full settings are under `mixing`
             "unmix": bool((mcfg.get("unmix") or {}).get("enabled") or ff.get("enabled")),
             "mixing": {"final_form": dict(mcfg.get("unmix") or {"enabled": False}),
@@ -380,6 +382,8 @@ def build_data(run: Run) -> None:
         raise UnmixError(f"{run.dcfg['root']}: {len(run.ds)} images make no full batch of "
                          f"train.batch_size={run.batch}")
     run.steps_per_epoch = steps
+    if hasattr(run.model, "steps_per_epoch"):  # SwAV's prototype freezing counts iterations
+        run.model.steps_per_epoch = steps
 
 
 def train(run: Run, resume: bool, force: bool = False) -> int:
@@ -480,7 +484,7 @@ def train_step(run: Run, views, epoch: int, i: int) -> tuple[dict[str, float], f
     s = run.scfg
     lr = lr_at(step, run.steps_per_epoch, run.epochs, run.base_lr, s.get("policy", "cosine"),
                s.get("warmup_epochs", 0), s.get("warmup_start", 0.0), s.get("min_lr", 0.0),
-               s.get("milestones", ()), s.get("gamma", 0.1))
+               s.get("milestones", ()), s.get("gamma", 0.1), s.get("warmup_iters"))
     for g in run.optimizer.param_groups:
         g["lr"] = lr
     gen = torch.Generator().manual_seed((run.seed * 1_000_003 + step * run.world + run.rank) % 2**62)

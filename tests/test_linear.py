@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
 from transfer.frozen.common import topk_accuracy
 from transfer.frozen.linear import (PROTOCOLS, LinearProbe, cached_batches, lr_at, predict,
-                             train_linear)
+                                   probe_eval_transform, train_linear, train_transform)
 from tests import fakedata
 from unmix.core.files import sha256_file
 
@@ -51,7 +52,26 @@ def test_protocol_schedules():
     assert [lr(in100, e) for e in (29, 30, 40, 50)] == pytest.approx([10, 1, .1, .01])
     cif = PROTOCOLS["cifar"]
     assert lr(cif, 0) == pytest.approx(0.1) and lr(cif, 50) == pytest.approx(0.05)
-    assert all(p.weight_decay == 0 for p in PROTOCOLS.values())
+    # MoCo/first-form probes: no weight decay; SwAV's CIFAR eval_linear.py: 1e-6
+    assert all(p.weight_decay == 0 for n, p in PROTOCOLS.items() if n != "swav-cifar")
+
+
+def test_swav_cifar_protocol_is_the_official_eval_linear():
+    """szq0214/Un-Mix UnMix_SwAV/for_CIFAR/eval_linear.py:63-80,112-124,178-194."""
+    p = PROTOCOLS["swav-cifar"]
+    assert (p.epochs, p.batch_size, p.lr, p.weight_decay, p.momentum) == (100, 32, 0.3, 1e-6, 0.9)
+    assert (p.schedule, p.aug, p.feature_norm, p.train_crop) == ("cosine", True, "none", "resized")
+    assert p.mean_std == ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    # torch's CosineAnnealingLR(T_max=100, eta_min=0) stepped once per epoch, closed form
+    assert [lr_at(e, p.lr, p.epochs, p.schedule, p.milestones) for e in (0, 50, 99)] == pytest.approx(
+        [0.3, 0.15, 0.3 * 0.5 * (1 + math.cos(math.pi * 99 / 100))])
+    tf = train_transform("cifar10", None, p.train_crop, p.mean_std)
+    names = [type(t).__name__ for t in tf.transforms]
+    assert "RandomResizedCrop" in names and "RandomCrop" not in names
+    assert tuple(tf.transforms[-1].std) == (0.2470, 0.2435, 0.2616)
+    ev = probe_eval_transform("cifar10", None, p.mean_std)
+    assert tuple(ev.transforms[-1].std) == (0.2470, 0.2435, 0.2616)
+    assert probe_eval_transform("cifar10", None, None) is None  # the dataset's default
 
 
 def test_standardization_is_a_foldable_affine_map():

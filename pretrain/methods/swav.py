@@ -35,7 +35,10 @@ class SwAV(nn.Module):
             (None: the even-indexed crops 0, 2, 4, ... as in the official multi-crop code);
         queue_length: per-process queue of past embeddings for the codes (0: none), used from
             `queue_start_epoch` on; freeze_prototypes_epochs: prototype gradients are dropped
-            for this many epochs; epochs: the run's length, to turn epochs into progress.
+            for this many epochs; freeze_prototypes_iters: the same in iterations, as the
+            official `--freeze_prototypes_niters` (takes precedence; the training loop sets
+            `steps_per_epoch`); epochs: the run's length, to turn epochs into progress;
+        stem_padding: padding of the CIFAR stem's 3x3 conv1 (2 in the official CIFAR code).
     """
 
     def __init__(self, arch: str = "resnet50", stem: str = "imagenet",
@@ -44,7 +47,8 @@ class SwAV(nn.Module):
                  eps: float = 0.05, sinkhorn_iters: int = 3,
                  crops_for_assign: Sequence[int] = (0, 1), mix_crops: Sequence[int] | None = None,
                  queue_length: int = 0, queue_start_epoch: float = 15,
-                 freeze_prototypes_epochs: float = 1, epochs: int = 800) -> None:
+                 freeze_prototypes_epochs: float = 1, epochs: int = 800,
+                 freeze_prototypes_iters: int | None = None, stem_padding: int = 1) -> None:
         super().__init__()
         self.unmix = UnMixConfig.from_any(unmix)
         self.T, self.eps, self.sinkhorn_iters = T, eps, sinkhorn_iters
@@ -52,7 +56,9 @@ class SwAV(nn.Module):
         self.mix_crops = None if mix_crops is None else tuple(mix_crops)
         self.queue_start = queue_start_epoch / epochs
         self.freeze_until = freeze_prototypes_epochs / epochs
-        self.backbone = build_resnet(arch, stem)
+        self.freeze_iters, self.epochs = freeze_prototypes_iters, epochs
+        self.steps_per_epoch: int | None = None  # set by the training loop (pretrain/train.py)
+        self.backbone = build_resnet(arch, stem, stem_padding=stem_padding)
         self.projector = mlp(self.backbone.num_features, hidden_dim, dim, bn=True)
         self.prototypes = nn.Linear(dim, n_prototypes, bias=False)
         self.register_buffer("queue", torch.zeros(len(self.crops_for_assign), queue_length, dim))
@@ -69,9 +75,17 @@ class SwAV(nn.Module):
         self._normalize_prototypes()
 
     def after_backward(self, progress: float) -> None:
-        """SwAV keeps the prototypes fixed during the first epoch(s): drop their gradients."""
-        if progress < self.freeze_until:
+        """SwAV keeps the prototypes fixed at the start: drop their gradients."""
+        if self._frozen(progress):
             self.prototypes.weight.grad = None
+
+    def _frozen(self, progress: float) -> bool:
+        if self.freeze_iters is None:
+            return progress < self.freeze_until
+        if not self.steps_per_epoch:
+            raise ValueError("freeze_prototypes_iters needs steps_per_epoch (set by the training loop)")
+        # the official test `iteration < freeze_prototypes_niters`, iteration = progress * total
+        return round(progress * self.epochs * self.steps_per_epoch) < self.freeze_iters
 
     def _embed(self, x: Tensor) -> Tensor:
         """(M, 3, H, W) -> L2-normalised embeddings (M, dim)."""

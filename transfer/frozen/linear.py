@@ -7,6 +7,10 @@ Protocols (`PROTOCOLS`, chosen by `--protocol`, default by dataset):
   RandomResizedCrop(224) + flip, single centre crop for validation.
 - `imagenet-first`: arXiv 2003.05438v1 section 4.2, ImageNet-1K: as `imagenet` but lr drops at 60, 80, 90.
 - `imagenet100`: arXiv 2003.05438v1 section 4.2, ImageNet-100: 60 epochs, lr 10, x0.1 at 30, 40, 50, wd 0.
+- `swav-cifar`: the Un-Mix SwAV CIFAR code's eval_linear.py, which its published CIFAR numbers
+  use: 100 epochs, SGD momentum 0.9, lr 0.3, cosine to 0, weight decay 1e-6, batch 32,
+  RandomResizedCrop(32) + flip, inputs normalised with the CIFAR mean and std (0.2470, 0.2435,
+  0.2616). That script reports the best test accuracy over its 100 epochs; we report the last.
 - `cifar` (CIFAR-10/100, STL-10, Tiny ImageNet, image folders): no paper gives one, so ours is
   chosen for speed and for comparability across methods: features of the un-augmented train
   set are computed once, standardised per dimension with the train mean/std (a fixed affine map,
@@ -137,19 +141,36 @@ def predict(probe: nn.Module, feats: torch.Tensor, device: str | torch.device = 
                       for i in range(0, feats.size(0), batch_size)])
 
 
-def train_transform(dataset: str, size: int | None = None):
+def train_transform(dataset: str, size: int | None = None, crop: str = "auto",
+                    mean_std: tuple | None = None):
     """MoCo's linear-probe augmentation for ImageNet-size data (RandomResizedCrop + flip); for
     small images (CIFAR, STL-10, Tiny ImageNet) the usual RandomCrop with padding + flip, since a
-    0.08-1 area crop of a 32-px image destroys most of it."""
+    0.08-1 area crop of a 32-px image destroys most of it -- unless the protocol asks for
+    RandomResizedCrop at any size (`crop='resized'`, SwAV's CIFAR probe). `mean_std` overrides
+    the dataset's normalisation."""
     from torchvision import transforms as T
 
     from pretrain import data
 
     size = size or data.IMAGE_SIZE[dataset]
-    crop = (T.RandomResizedCrop(size) if size >= 224
-            else T.RandomCrop(size, padding=max(size // 8, 1), pad_if_needed=True))
+    crop_t = (T.RandomResizedCrop(size) if size >= 224 or crop == "resized"
+              else T.RandomCrop(size, padding=max(size // 8, 1), pad_if_needed=True))
     pre = [] if size >= 224 else [T.Resize(size), T.CenterCrop(size)]  # folders of odd sizes
-    return T.Compose(pre + [crop, T.RandomHorizontalFlip(), T.ToTensor(), data.normalize(dataset)])
+    norm = T.Normalize(*mean_std) if mean_std is not None else data.normalize(dataset)
+    return T.Compose(pre + [crop_t, T.RandomHorizontalFlip(), T.ToTensor(), norm])
+
+
+def probe_eval_transform(dataset: str, size: int | None, mean_std: tuple | None):
+    """The deterministic evaluation transform, with the protocol's normalisation if it has one
+    (None: the dataset's, `fx.build_dataset`'s default)."""
+    if mean_std is None:
+        return None
+    from torchvision import transforms as T
+
+    from pretrain import data
+
+    tf = data.eval_transform(dataset, size)
+    return T.Compose(tf.transforms[:-1] + [T.Normalize(*mean_std)])
 
 
 add_arguments = arguments.linear  # the options, in a module without torch (fast --help)
@@ -201,16 +222,21 @@ def _protocol_block(args: argparse.Namespace, s: Settings, test_split: str) -> d
             "seed": args.seed, "epochs": s.epochs, "lr": s.lr, "batch_size_total": s.bs,
             "schedule": p.schedule, "milestones": list(p.milestones), "momentum": p.momentum,
             "weight_decay": p.weight_decay, "aug": s.aug, "feature_norm": p.feature_norm,
+            "train_crop": p.train_crop, "mean_std": [list(v) for v in p.mean_std] if p.mean_std else None,
             "features": "pooled encoder output", "image_size": args.image_size, "source": p.source}
 
 
 def run(args: argparse.Namespace) -> int:
     s = settings(args)
     device, label, test_split, encoder, ckpt = fx.prepare(args)
-    train_tf = train_transform(args.dataset, args.image_size) if s.aug else None
+    p = s.p
+    test_tf = probe_eval_transform(args.dataset, args.image_size, p.mean_std)
+    train_tf = (train_transform(args.dataset, args.image_size, p.train_crop, p.mean_std) if s.aug
+                else test_tf)
     train_set = fx.build_dataset(args.dataset, args.data_root, args.train_split, transform=train_tf,
                                  image_size=args.image_size)
-    test_set = fx.build_dataset(args.dataset, args.data_root, test_split, image_size=args.image_size)
+    test_set = fx.build_dataset(args.dataset, args.data_root, test_split, transform=test_tf,
+                                image_size=args.image_size)
     num_classes = fx.num_classes_of(args.dataset, train_set)
 
     work_dir = fx.work_dir_for(args, "linear", label, ckpt)

@@ -1,0 +1,3 @@
+_base_ = './simclr_cifar10_htdt.py'
+# Un-Mix as the authors' README pseudo-code (szq0214/Un-Mix README.md:66-94): beta 1.0, P 0.5.
+model = dict(unmix=dict(enabled=True, beta=1.0, prob=0.5))
