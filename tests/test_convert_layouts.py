@@ -236,3 +236,35 @@ def test_resnet_c_and_tiered_stems_are_refused_by_name():
     t = dict(sd) | {"conv1.0.weight": torch.randn(24, 3, 3, 3), "conv1.3.weight": torch.randn(32, 24, 3, 3)}
     with pytest.raises(UnmixError, match="deep_tiered"):
         convert_state_dict(t)
+
+
+# ------------------------------------------------------------------------------ sthalles BYOL
+def sthalles_network(net: nn.Module) -> nn.Module:
+    """sthalles/PyTorch-BYOL models/resnet_base_network.py `ResNet18`: `encoder =
+    nn.Sequential(*list(resnet.children())[:-1])` and `projetion = MLPHead(...)` (sic;
+    models/mlp_head.py: `net` = Linear, BatchNorm1d, ReLU, Linear)."""
+    m = nn.Module()
+    m.encoder = nn.Sequential(*list(net.children())[:-1])
+    head = nn.Module()
+    head.net = nn.Sequential(nn.Linear(512, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 16))
+    m.projetion = head
+    return m
+
+
+@pytest.mark.parametrize("which", ["online", "target"])
+def test_byol_sthalles(tmp_path, which):
+    """trainer.py `save_model`: {'online_network_state_dict', 'target_network_state_dict',
+    'optimizer_state_dict'} (the predictor is not saved)."""
+    online, target = tv_resnet("resnet18"), tv_resnet("resnet18")
+    on, tg = sthalles_network(online), sthalles_network(target)
+    opt = torch.optim.SGD(on.parameters(), lr=0.03, momentum=0.9)
+    torch.save({"online_network_state_dict": on.state_dict(),
+                "target_network_state_dict": tg.state_dict(),
+                "optimizer_state_dict": opt.state_dict()}, tmp_path / "model.pth")
+    kw = {} if which == "online" else {"encoder": "target"}
+    conv = check(tmp_path, tmp_path / "model.pth", online if which == "online" else target,
+                 "byol-sthalles", **kw)
+    assert conv.encoder == which and conv.meta["sequential_children"]["4"] == "layer1"
+    assert len(conv.dropped["projector"]) == len(on.projetion.state_dict())
+    other = "momentum encoder" if which == "online" else "online network"
+    assert len(conv.dropped[other]) == len(tg.state_dict())

@@ -165,6 +165,20 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
        ("state_dict", "model"),
        {"online": Encoder("online_encoder.net."), "target": Encoder("target_encoder.net.")},
        "online"),
+    _F("byol-sthalles", "BYOL (sthalles/PyTorch-BYOL)",
+       "sthalles/PyTorch-BYOL trainer.py `save_model`: `{'online_network_state_dict', "
+       "'target_network_state_dict', 'optimizer_state_dict'}`; each network "
+       "(models/resnet_base_network.py) is `encoder = nn.Sequential(*list(resnet.children())[:-1])`"
+       " (`encoder.0.weight` = conv1, `encoder.4.0.conv1.weight` = layer1...) and the projector "
+       "`projetion.net.*` (sic); the predictor is not saved",
+       "top-level `online_network_state_dict`",
+       (),
+       {"online": Encoder("encoder.", "online_network_state_dict"),
+        "target": Encoder("encoder.", "target_network_state_dict")},
+       "online", roles=((r"(^|\.)projetion\.", "projector"),
+                        (r"^online_network_state_dict\.", "online network")),
+       notes="the online network by default (the encoder BYOL evaluates); `--encoder target` "
+             "takes the momentum (target) network"),
     _F("simclr", "SimCLR (common PyTorch ports)",
        "Spijkervet/SimCLR (`encoder.*`, `projector.*`, bare state dict) and sthalles/SimCLR "
        "(`{'epoch','arch','state_dict','optimizer'}`, `backbone.*` with the MLP in `backbone.fc.0/2`);"
@@ -310,6 +324,7 @@ DETECTORS: tuple[tuple[str, Callable[[Any, list[str], Any], bool]], ...] = (
     ("lightning", lambda o, k, s: _has_top(o, "pytorch-lightning_version")
      and _any(k, r"^backbone\.conv1\.weight$")),
     ("lightly", lambda o, k, s: _has_top(o, "pytorch-lightning_version")),
+    ("byol-sthalles", lambda o, k, s: _has_top(o, "online_network_state_dict")),
     ("unmix-cifar", lambda o, k, s: _any(k, r"^encoder_q\.net\.")),
     ("moco", lambda o, k, s: _any(k, r"^encoder_q\.conv1\.weight$")),
     ("moco-v3", lambda o, k, s: _any(k, r"^base_encoder\.")),
