@@ -8,6 +8,7 @@ import pytest
 from unmix import cli
 from unmix.demo import pipeline as demo
 from unmix.core import records
+from unmix.core.threads import available_cores
 
 
 def test_config_overrides_is_a_minimal_flat_diff():
@@ -43,6 +44,47 @@ def test_cli_dispatches_demo(capsys):
     assert "--size" in capsys.readouterr().out
 
 
+def _forward_sum(seed: int) -> tuple[float, int]:
+    """A deterministic ResNet-18 forward: what a worker computes, and how many threads it ran."""
+    import torch
+    import torchvision
+
+    print(f"worker computing seed {seed}")
+    torch.manual_seed(seed)
+    net = torchvision.models.resnet18(num_classes=8).eval()
+    with torch.no_grad():
+        out = net(torch.randn(4, 3, 64, 64, dtype=torch.float32))
+    return float(out.double().sum()), torch.get_num_threads()
+
+
+def test_side_by_side_tasks_compute_what_one_by_one_does(tmp_path):
+    """Workers are spawned with their share of threads; the same thread count gives the same
+    numbers as this process computing one by one, and each worker's output goes to its log."""
+    import torch
+
+    from unmix.demo.parallel import Task, run_tasks
+
+    tasks = [Task(f"t{s}", _forward_sum, (s,), log=tmp_path / f"t{s}.log") for s in (0, 1)]
+    done = {t.name: t.result for t in run_tasks(tasks, jobs=2, threads=1)}
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        want = {f"t{s}": _forward_sum(s) for s in (0, 1)}
+    finally:
+        torch.set_num_threads(before)
+    assert done == want and all(threads == 1 for _, threads in done.values())
+    assert "worker computing seed 1" in (tmp_path / "t1.log").read_text()
+
+
+def test_eta_scales_expected_costs_by_what_was_measured():
+    eta = demo.Eta("small", cores=2)
+    assert eta.wall("finetune", 18, procs=2, threads=1) == 9 * 38
+    eta.record("pretrain", wall_s=2 * 210 / 1, threads=1)  # this machine: half the expected speed
+    assert eta.wall("finetune", 18, procs=2, threads=1) == 2 * 9 * 38
+    assert demo._shares(cores=2, jobs=2, n=18) == (2, 1) and demo._shares(2, 1, 18) == (1, 2)
+    assert demo._shares(cores=8, jobs=8, n=2) == (2, 4)
+
+
 @pytest.mark.slow
 def test_demo_tiny_end_to_end(tmp_path, capsys):
     wd, out = tmp_path / "demo", tmp_path / "report"
@@ -66,6 +108,7 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
         rec = records.load(path)
         assert rec["status"] == "finished", path
         assert rec["protocol"]["name"] == demo.PROTOCOL and "AP50" in rec["metrics"]
+        assert rec["env"]["threads"] == demo._shares(available_cores(), available_cores(), 6)[1]
         labels.add((rec["checkpoint"]["label"], rec["protocol"]["bn_used"]))
     assert labels == {(lab, bn) for lab in [demo.RANDOM_INIT] + [v[0] for v in demo.ENCODERS.values()]
                       for bn in demo.BN_MODES}

@@ -41,7 +41,7 @@ def installed_version(names: tuple[str, ...]) -> str | None:
 
 def env_info(device: str | None = None, world_size: int = 1,
              mmcv_ops: str | None = None) -> dict[str, Any]:
-    """Versions, commit, device and world size. `mmcv_ops` is the kernel set the caller's run
+    """Versions, commit, device, world size and torch's CPU thread count. `mmcv_ops` is the kernel set the caller's run
     uses ('compiled' / 'stand-in'); None for runs that use no mmcv kernel."""
     import torch
 
@@ -59,6 +59,7 @@ def env_info(device: str | None = None, world_size: int = 1,
         device = f"{device} ({torch.cuda.get_device_name(0)})"
     info["device"] = device
     info["world_size"] = world_size
+    info["threads"] = torch.get_num_threads()  # CPU results move (summation order) with it
     return info
 
 

@@ -16,7 +16,7 @@ Schema `unmix.result/1` (documented in README.md, "Result records"):
       "metrics": {"AP50": 81.2, ...},        # percentages (0-100), flat, floats
       "details": {...},                       # per-class AP, curves: free-form, JSON-able
       "env": {"unmix_commit", "python", "torch", "torchvision", "mmcv", "mmcv_ops",
-              "mmengine", "mmdet", "device", "world_size"},
+              "mmengine", "mmdet", "device", "world_size", "threads"},
       "wall_time_s": 12.3,
       "started": "ISO-8601", "finished": "ISO-8601" | null
     }

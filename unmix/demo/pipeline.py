@@ -24,18 +24,18 @@ real commands produce. A line per stage with the elapsed time goes to stderr and
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from unmix.core import records
 from unmix.core.config import to_plain
 from unmix.core.logs import close_log, open_log
 from unmix.core.errors import UnmixError
+from unmix.core.eta import format_duration
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "configs" / "demo"
@@ -83,32 +83,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="data and pretraining seed; the first fine-tuning seed")
     parser.add_argument("--force", action="store_true", help="redo every stage, even finished ones")
     parser.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="stages run side by side (the two pretrainings, the fine-tuning runs), each "
+                             "in its own process with its share of the cores (default: the cores this "
+                             "process may use; 1: one by one in this process)")
 
 
 # ----------------------------------------------------------------------------------- progress
 
 class Progress:
-    """One line per stage start/end with the elapsed time, to stderr and WORK_DIR/demo.log."""
+    """Timestamped lines (stage starts with ETAs, each task's end), to stderr and WORK_DIR/demo.log."""
 
     def __init__(self, log_path: Path) -> None:
         self.t0 = time.time()
-        self.times: dict[str, float] = {}
         self.log = open_log(log_path, f"unmix.demo.{log_path}", datefmt="%H:%M:%S")
 
     def info(self, msg: str) -> None:
         self.log.info(f"[demo {time.time() - self.t0:6.1f} s] {msg}")
-
-    @contextlib.contextmanager
-    def stage(self, name: str, what: str) -> Iterator[None]:
-        self.info(f"== {name}: {what}")
-        t = time.time()
-        try:
-            yield
-        except BaseException as e:
-            self.info(f"== {name}: FAILED after {time.time() - t:.1f} s ({type(e).__name__}: {e})")
-            raise
-        self.times[name] = self.times.get(name, 0.0) + time.time() - t
-        self.info(f"== {name}: done in {time.time() - t:.1f} s")
 
     def close(self) -> None:
         close_log(self.log)
@@ -210,8 +201,9 @@ RANDOM_INIT = "random init"
 def _cpu_seconds() -> float:
     import resource
 
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    # this process and its finished children (the side-by-side stages' workers)
+    return sum(r.ru_utime + r.ru_stime for r in map(resource.getrusage,
+                                                    (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 
 
 def _fresh(path: Path, force: bool) -> None:
@@ -253,7 +245,7 @@ def stage_data(wd: Path, size: Size, seed: int, force: bool, p: Progress) -> tup
 
 
 def stage_pretrain(wd: Path, key: str, crops: Path, size: Size, seed: int, force: bool,
-                   device: str | None, p: Progress) -> Path:
+                   device: str | None) -> Path:
     from pretrain import checkpoint as ckpt
     from pretrain import train
 
@@ -307,7 +299,8 @@ def stage_convert(wd: Path, key: str, checkpoint: Path, force: bool, p: Progress
 
 
 def stage_finetune(wd: Path, label: str, checkpoint: str, bn: str, voc: Path, size: Size, seed: int,
-                   force: bool, p: Progress) -> None:
+                   force: bool) -> str:
+    """One fine-tuning cell; returns the line the demo log gets."""
     from transfer.detection.finetune import finetune
     from transfer.stack import ensure_stack
 
@@ -316,8 +309,7 @@ def stage_finetune(wd: Path, label: str, checkpoint: str, bn: str, voc: Path, si
     out = wd / "finetune" / f"{key}_{bn}_seed{seed}"
     _fresh(out, force)
     if records.is_finished(out):
-        p.info(f"reusing {out / 'result.json'}")
-        return
+        return f"reusing {out / 'result.json'}"
     _fresh(out, True)  # a cut run starts over: the demo's runs are short
     extra = {"train_dataloader.batch_size": size.detect_batch, "train_cfg.max_epochs": size.detect_epochs,
              "train_cfg.val_interval": size.detect_epochs,
@@ -327,8 +319,8 @@ def stage_finetune(wd: Path, label: str, checkpoint: str, bn: str, voc: Path, si
     rec = finetune(checkpoint, PROTOCOL, bn=bn, seed=seed, work_dir=out, data_root=str(voc),
                    cfg_options=detection_overrides(extra=extra), label=label)
     m = rec["metrics"]
-    p.info(f"{label}, BN {bn}, seed {seed}: " + ", ".join(f"{k} {v:.1f}" for k, v in m.items()
-                                              if isinstance(v, (int, float))))
+    return f"{label}, BN {bn}, seed {seed}: " + ", ".join(
+        f"{k} {v:.1f}" for k, v in m.items() if isinstance(v, (int, float)) and "/" not in k)
 
 
 def stage_report(wd: Path, out: Path, p: Progress) -> Path:
@@ -356,52 +348,100 @@ def run(args: argparse.Namespace) -> int:
         p.close()
 
 
+# Expected CPU seconds per task of each kind (docs/demo.md's measured stage costs), for the ETAs
+# before a stage has run; refined by how fast this machine turns out to be.
+COSTS: dict[str, dict[str, float]] = {
+    "small": {"data": 4, "pretrain": 210, "knn": 3, "convert": 2, "finetune": 38, "report": 2},
+    "tiny": {"data": 1, "pretrain": 10, "knn": 4, "convert": 2, "finetune": 12, "report": 2},
+}
+
+
+class Eta:
+    """The demo's remaining time: expected task costs, scaled by measured/expected so far."""
+
+    def __init__(self, size: str, cores: int) -> None:
+        self.costs, self.cores = COSTS[size], cores
+        self.expected_done = self.measured = 0.0
+
+    def wall(self, kind: str, n: int, procs: int = 1, threads: int | None = None) -> float:
+        waves = -(-n // max(1, procs))
+        speed = self.measured / self.expected_done if self.expected_done else 1.0
+        return waves * self.costs[kind] / (threads or self.cores) * speed
+
+    def record(self, kind: str, wall_s: float, threads: int | None = None) -> None:
+        self.expected_done += self.costs[kind] / (threads or self.cores)
+        self.measured += wall_s
+
+
+def _shares(cores: int, jobs: int, n: int) -> tuple[int, int]:
+    """(processes at once, torch threads each) for n independent tasks."""
+    procs = max(1, min(jobs, n, cores))
+    return procs, max(1, cores // procs)
+
+
 def _pipeline(args: argparse.Namespace, size: Size, wd: Path, out: Path, p: Progress) -> int:
-    t0, c0 = time.time(), _cpu_seconds()
+    from unmix.core.threads import available_cores
+    from unmix.demo.parallel import Task, run_tasks
+
+    t0 = time.time()
+    cores = available_cores()
+    jobs = args.jobs or cores
     p.info(f"unmix demo --size {args.size} --seed {args.seed}: work dir {wd}, report {out}, "
-           f"{os.cpu_count()} CPUs{' (--force: redoing every stage)' if args.force else ''}")
+           f"{cores} core(s), up to {jobs} stage(s) at once"
+           f"{' (--force: redoing every stage)' if args.force else ''}")
+    eta = Eta(args.size, cores)
+    runs_n = (1 + len(ENCODERS)) * len(BN_MODES) * size.detect_seeds
+    pre, fine = _shares(cores, jobs, len(ENCODERS)), _shares(cores, jobs, runs_n)
+    plan = [("data", 1, (1, None)), ("pretrain", len(ENCODERS), pre), ("knn", len(ENCODERS), (1, None)),
+            ("convert", len(ENCODERS), (1, None)), ("finetune", runs_n, fine), ("report", 1, (1, None))]
     timings: list[tuple[str, float, float]] = []
 
-    def timed(name: str, what: str, fn: Callable[[], Any]) -> Any:
-        t, c = time.time(), _cpu_seconds()
-        with p.stage(name, what):
-            result = fn()
-        timings.append((name, time.time() - t, _cpu_seconds() - c))
-        return result
+    def group(kind: str, tasks: list[Task], procs: int, threads: int | None, what: str) -> list[Task]:
+        left = sum(eta.wall(k, n, *sh) for k, n, sh in plan[[k for k, _, _ in plan].index(kind):])
+        p.info(f"== {kind}: {what}; ETA this stage {format_duration(eta.wall(kind, len(tasks), procs, threads))}, "
+               f"the whole demo {format_duration(left)} more")
+        done = []
+        for task in run_tasks(tasks, procs if threads else 1, threads or cores):
+            eta.record(kind, task.wall_s, threads)
+            timings.append((task.name, task.wall_s, task.cpu_s))
+            done.append(task)
+            msg = f" ({task.result})" if isinstance(task.result, str) else ""
+            p.info(f"{task.name}: done in {task.wall_s:.1f} s{msg} [{len(done)}/{len(tasks)}]")
+        return done
 
-    voc, crops = timed("data", "generated VOC scenes and object crops",
-                       lambda: stage_data(wd, size, args.seed, args.force, p))
-    ckpts: dict[str, Path] = {}
-    for key, (label, config) in ENCODERS.items():
-        ckpts[key] = timed(f"pretrain {label}", f"unmix pretrain configs/demo/{config}",
-                           lambda key=key: stage_pretrain(wd, key, crops, size, args.seed, args.force,
-                                                          args.device, p))
-    for key, (label, _) in ENCODERS.items():
-        timed(f"knn {label}", f"unmix knn {ckpts[key]}",
-              lambda key=key: stage_knn(wd, key, ckpts[key], crops, size, args.seed, args.force,
-                                        args.device, p))
-    converted: dict[str, Path] = {}
-    for key, (label, _) in ENCODERS.items():
-        converted[key] = timed(f"convert {label}", f"unmix convert {ckpts[key]}",
-                               lambda key=key: stage_convert(wd, key, ckpts[key], args.force, p))
+    data = group("data", [Task("data", stage_data, (wd, size, args.seed, args.force, p))], 1, None,
+                 "generated VOC scenes and object crops")
+    voc, crops = data[0].result
+    logs = wd / "logs"
+    tasks = [Task(f"pretrain {label}", stage_pretrain, (wd, key, crops, size, args.seed, args.force, args.device),
+                  log=logs / f"pretrain_{key}.log", extra={"key": key}) for key, (label, _) in ENCODERS.items()]
+    ckpts = {t.extra["key"]: t.result for t in group(
+        "pretrain", tasks, *pre, f"unmix pretrain configs/demo/pretrain-moco-v2*.py, {pre[0]} at once x "
+        f"{pre[1]} thread(s)" + (f" (logs: {logs}/pretrain_*.log)" if pre[0] > 1 else ""))}
+    group("knn", [Task(f"knn {label}", stage_knn, (wd, key, ckpts[key], crops, size, args.seed, args.force,
+                                                   args.device, p)) for key, (label, _) in ENCODERS.items()],
+          1, None, "unmix knn of both encoders")
+    converted = {t.extra["key"]: t.result for t in group(
+        "convert", [Task(f"convert {label}", stage_convert, (wd, key, ckpts[key], args.force, p), extra={"key": key})
+                    for key, (label, _) in ENCODERS.items()], 1, None, "unmix convert of both encoders")}
     runs = [(RANDOM_INIT, "none")] + [(ENCODERS[k][0], str(converted[k])) for k in ENCODERS]
-    for seed in range(args.seed, args.seed + size.detect_seeds):
-        for label, ck in runs:
-            for bn in BN_MODES:
-                timed(f"finetune {label} / BN {bn} / seed {seed}",
-                      f"unmix finetune --protocol {PROTOCOL} --bn {bn} --seed {seed} "
-                      f"(configs/demo/{DETECTION_CONFIG.name})",
-                      lambda label=label, ck=ck, bn=bn, seed=seed: stage_finetune(wd, label, ck, bn, voc, size,
-                                                                                  seed, args.force, p))
-    md = timed("report", f"unmix report -> {out}", lambda: stage_report(wd, out, p))
+    cells = [(label, ck, bn, seed) for seed in range(args.seed, args.seed + size.detect_seeds)
+             for label, ck in runs for bn in BN_MODES]
+    tasks = [Task(f"finetune {label} / BN {bn} / seed {seed}", stage_finetune,
+                  (wd, label, ck, bn, voc, size, seed, args.force),
+                  log=logs / f"finetune_{label.replace(' ', '_').replace('+', 'p')}_{bn}_seed{seed}.log")
+             for label, ck, bn, seed in cells]
+    group("finetune", tasks, *fine, f"unmix finetune --protocol {PROTOCOL} (configs/demo/{DETECTION_CONFIG.name}), "
+          f"{len(cells)} runs, {fine[0]} at once x {fine[1]} thread(s)")
+    md = group("report", [Task("report", stage_report, (wd, out, p))], 1, None, f"unmix report -> {out}")[0].result
 
     lines = ["| stage | wall (s) | CPU (s) |", "| --- | ---: | ---: |"]
     lines += [f"| {n} | {w:.0f} | {c:.0f} |" for n, w, c in timings]
-    lines.append(f"| total | {time.time() - t0:.0f} | {_cpu_seconds() - c0:.0f} |")
+    lines.append(f"| total | {time.time() - t0:.0f} | {_cpu_seconds():.0f} |")
     timing_md = "\n".join(lines) + "\n"
     (wd / "timings.md").write_text(timing_md)
-    p.info("stage timings (this run; reused stages take ~0 s):\n" + timing_md)
+    p.info("stage timings (this run; reused stages take ~0 s; side-by-side stages overlap):\n" + timing_md)
     print(md.read_text())
     print(f"unmix demo: report in {out}/ (report.md, report.html, report.tex, cells.csv, plots/); "
-          f"records, checkpoints and logs in {wd}/ (demo.log, timings.md)")
+          f"records, checkpoints and logs in {wd}/ (demo.log, timings.md, logs/)")
     return 0
