@@ -24,6 +24,11 @@ def progress(iterable: Iterable, desc: str, total: int | None = None) -> Iterabl
                 mininterval=2.0 if not sys.stderr.isatty() else 0.1)
 
 
+def pooled(out: torch.Tensor) -> torch.Tensor:
+    """An encoder's output as (N, C): maps are average-pooled, as the ResNet head does."""
+    return torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1) if out.dim() > 2 else out
+
+
 @torch.no_grad()
 def extract_features(encoder: nn.Module, loader, device: str | torch.device,
                      amp_dtype: torch.dtype | None = None,
@@ -49,9 +54,7 @@ def extract_features(encoder: nn.Module, loader, device: str | torch.device,
         images = images.to(device, non_blocking=True)
         with autocast:
             out = encoder(images)
-        if out.dim() > 2:
-            out = torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
-        feats.append(out.float().cpu())
+        feats.append(pooled(out).float().cpu())
         labels.append(torch.as_tensor(targets).long().cpu())
     if not feats:
         raise UnmixError("the dataset is empty: no images to extract features from")
@@ -69,7 +72,4 @@ class HeadFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Shape: (N, 3, H, W) -> (N, D_head), unit rows."""
-        out = self.encoder(x)
-        if out.dim() > 2:
-            out = torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
-        return F.normalize(self.head(out), dim=1)
+        return F.normalize(self.head(pooled(self.encoder(x))), dim=1)
