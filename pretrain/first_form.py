@@ -18,8 +18,9 @@ lambda. `im_type` selects, like the release's `--IM_type`:
   Table 3); P(decay) is `r_prob` whatever `r_num` is.
 - 'IM' (fork: `RM` wrapping `GM`): global rounds, then region rounds whose partners have been
   through their own global rounds (`Op.pre`).
-- 'Cutout' (size 50 at 224 px, scaled to the image; p 0.1) and 'RandomErasing' (p 0.1, area
-  0.02-0.4, aspect 0.3-1/0.3): the baselines of the paper; both fill with the dataset mean.
+- 'Cutout' (size 50 at 224 px, scaled to the image; p 0.1; filled with the dataset mean, the
+  fork's normalised 0) and 'RandomErasing' (p 0.1, area 0.02-0.4, aspect 0.3-1/0.3, 20 attempts;
+  filled, as the fork, with one uniform(0, 1) value in normalised units): the paper's baselines.
 
 As in the fork (its transform normalises before the `IM` wrappers), mixing works on the views as
 `post` (Normalize) leaves them: the decay multiplies the normalised tensor, so pixels move toward
@@ -59,6 +60,7 @@ class FirstFormParams:
     erase_prob: float = 0.1
     erase_area: tuple[float, float] = (0.02, 0.4)
     erase_min_aspect: float = 0.3
+    erase_attempts: int = 20    # the fork's --max_attempt
 
     def __post_init__(self) -> None:
         if self.im_type not in IM_TYPES:
@@ -83,6 +85,7 @@ class Op(NamedTuple):
     fw: float = 0.0              # box width / W (cutout, erase)
     fh: float = 0.0
     pre: tuple = ()              # ops applied to the partner first ('IM': its global rounds)
+    value: float | None = None   # erase: the value written, in the mixed (normalised) units
 
 
 def _uniform(g: torch.Generator) -> float:
@@ -136,14 +139,16 @@ def _region_ops(p: FirstFormParams, g: torch.Generator, num_items: int) -> list[
 
 def _erase_op(p: FirstFormParams, g: torch.Generator, h: int, w: int) -> list[Op]:
     lo, hi = p.erase_area
-    for _ in range(100):
+    # The fork's RandomErasing (IM/mixture.py): sides floored, corner in [0, W - w), and one
+    # uniform(0, 1) value written into every channel of the normalised tensor.
+    for _ in range(p.erase_attempts):
         area = (lo + (hi - lo) * _uniform(g)) * h * w
         aspect = p.erase_min_aspect + (1 / p.erase_min_aspect - p.erase_min_aspect) * _uniform(g)
-        eh, ew = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+        eh, ew = int(math.sqrt(area * aspect)), int(math.sqrt(area / aspect))
         if ew < w and eh < h:
-            x1 = int(torch.randint(0, w - ew + 1, (), generator=g))
-            y1 = int(torch.randint(0, h - eh + 1, (), generator=g))
-            return [Op("erase", u=x1 / w, v=y1 / h, fw=ew / w, fh=eh / h)]
+            x1 = int(torch.randint(0, w - ew, (), generator=g))
+            y1 = int(torch.randint(0, h - eh, (), generator=g))
+            return [Op("erase", u=x1 / w, v=y1 / h, fw=ew / w, fh=eh / h, value=_uniform(g))]
     return []
 
 
@@ -200,7 +205,8 @@ def apply_op(img: torch.Tensor, op: Op, other: torch.Tensor | None, fill: torch.
         return fill_box(img, box, fill)
     if op.kind == "erase":
         x1, y1 = int(round(op.u * w)), int(round(op.v * h))
-        return fill_box(img, (y1, min(y1 + round(op.fh * h), h), x1, min(x1 + round(op.fw * w), w)), fill)
+        value = fill if op.value is None else torch.full_like(fill, op.value)
+        return fill_box(img, (y1, min(y1 + round(op.fh * h), h), x1, min(x1 + round(op.fw * w), w)), value)
     raise ValueError(f"unknown op {op.kind!r}")
 
 

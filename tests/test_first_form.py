@@ -211,10 +211,38 @@ def test_random_erasing_area_and_aspect():
         ops = ff.sample_ops(p, torch.Generator().manual_seed(s), 5, (64, 64))
         assert len(ops) == 1
         out, = ff.apply_ops([x], ops, [], torch.zeros(3))
-        ys, xs = torch.nonzero((out != x).any(0), as_tuple=True)
+        erased = (out != x).any(0)
+        ys, xs = torch.nonzero(erased, as_tuple=True)
         eh, ew = int(ys.max() - ys.min() + 1), int(xs.max() - xs.min() + 1)
         assert 0.02 * 4096 * 0.8 <= eh * ew <= 0.4 * 4096 * 1.2
         assert 0.3 * 0.8 <= eh / ew <= (1 / 0.3) * 1.2
+        # the fork writes one uniform(0, 1) value into every channel (IM/mixture.py, RandomErasing)
+        value = ops[0].value
+        assert 0 <= value < 1 and torch.equal(out[:, erased], torch.full((3, int(erased.sum())), value))
+
+
+def test_random_erasing_box_as_the_fork_draws_it():
+    # naive reference of the fork's loop: sides floored, corner in [0, W - w), 20 attempts
+    p = ff.FirstFormParams(im_type="RandomErasing", erase_prob=1.0)
+    for s in range(50):
+        g = torch.Generator().manual_seed(s)
+        assert ff._uniform(g) < 1.0  # the erase_prob draw
+        want = None
+        for _ in range(20):
+            area = (0.02 + 0.38 * ff._uniform(g)) * 24 * 24
+            aspect = 0.3 + (1 / 0.3 - 0.3) * ff._uniform(g)
+            mh, mw = int(np.sqrt(area * aspect)), int(np.sqrt(area / aspect))
+            if mw < 24 and mh < 24:
+                x0 = int(torch.randint(0, 24 - mw, (), generator=g))
+                y0 = int(torch.randint(0, 24 - mh, (), generator=g))
+                want = (x0, y0, mw, mh)
+                break
+        ops = ff.sample_ops(p, torch.Generator().manual_seed(s), 5, (24, 24))
+        if want is None:
+            assert ops == []
+            continue
+        op, = ops
+        assert (round(op.u * 24), round(op.v * 24), round(op.fw * 24), round(op.fh * 24)) == want
 
 
 class _Views(torch.utils.data.Dataset):
