@@ -1,10 +1,13 @@
 """Optimisers and learning-rate schedules of the pretraining methods.
 
 - SGD (MoCo): torch's, weight decay on every parameter as in the official MoCo code.
-- LARS (SimCLR, BYOL) / LARC (SwAV): SGD whose update of each tensor is scaled by the trust
-  ratio `eta * ||w|| / (||g|| + wd * ||w||)`; biases and norm layers are excluded from weight decay
-  and adaptation (`exclude_bias_and_norm`), as in SimCLR/BYOL. SwAV's LARC(clip=False) is the same
-  update with all tensors adapted.
+- LARS (SimCLR, BYOL): SGD whose update of each tensor is `g + wd * w` scaled by the trust ratio
+  `eta * ||w|| / ||g + wd * w||` (1 where a norm is 0); biases and norm layers are excluded from
+  weight decay and adaptation (`exclude_bias_and_norm`), as in SimCLR/BYOL.
+- LARC (SwAV, `type='larc'`): apex's LARC(clip=False) around SGD, as SwAV and the Un-Mix SwAV code
+  use it (NVIDIA/apex apex/parallel/LARC.py, `LARC.step`): trust ratio
+  `eta * ||w|| / (||g|| + wd * ||w|| + 1e-8)` from the raw gradient, every tensor adapted, and a
+  tensor whose weight or gradient norm is 0 gets neither the ratio nor weight decay.
 - Adam (the htdt/self-supervised presets of SimCLR/BYOL): torch's Adam with L2 weight decay on
   every parameter (htdt train.py:39, `--adam_l2` 1e-6 in cfg.py:67).
 - `lr_at(step, ...)`: linear warm-up from `warmup_start` (over `warmup_epochs`, or `warmup_iters`
@@ -24,8 +27,25 @@ class LARS(torch.optim.Optimizer):
     """SGD + momentum with layer-wise trust ratios; groups with `lars=False` are plain SGD."""
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 eta: float = 0.001) -> None:
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars=True))
+                 eta: float = 0.001, larc: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars=True,
+                                      larc=larc))
+
+    @staticmethod
+    def _update(p: torch.Tensor, group: dict) -> torch.Tensor:
+        """The gradient the momentum step uses: decayed and trust-scaled (LARS or LARC)."""
+        g, wd = p.grad, group["weight_decay"]
+        if group["lars"] and group.get("larc"):
+            w_norm, g_norm = torch.norm(p), torch.norm(g)
+            if w_norm == 0 or g_norm == 0:
+                return g
+            return (g + wd * p) * (group["eta"] * w_norm / (g_norm + w_norm * wd + 1e-8))
+        if wd:
+            g = g.add(p, alpha=wd)
+        if group["lars"]:
+            w_norm, g_norm = torch.norm(p), torch.norm(g)
+            g = g * torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm))
+        return g
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -37,14 +57,7 @@ class LARS(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad
-                if group["weight_decay"]:
-                    g = g.add(p, alpha=group["weight_decay"])
-                if group["lars"]:
-                    w_norm, g_norm = torch.norm(p), torch.norm(g)
-                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm,
-                                        torch.ones_like(w_norm))
-                    g = g * trust
+                g = self._update(p, group)
                 buf = self.state[p].get("momentum_buffer")
                 if buf is None:
                     buf = self.state[p]["momentum_buffer"] = g.clone()
@@ -69,7 +82,7 @@ def param_groups(model: nn.Module, weight_decay: float, exclude_bias_and_norm: b
 
 
 def build_optimizer(model: nn.Module, cfg: Mapping, lr: float) -> torch.optim.Optimizer:
-    """cfg: {'type': 'sgd'|'lars'|'adam', 'momentum', 'weight_decay', 'eta', 'exclude_bias_and_norm',
+    """cfg: {'type': 'sgd'|'lars'|'larc'|'adam', 'momentum', 'weight_decay', 'eta', 'exclude_bias_and_norm',
     'betas' (adam)}."""
     kind = cfg.get("type", "sgd")
     wd = cfg.get("weight_decay", 0.0)
@@ -78,13 +91,14 @@ def build_optimizer(model: nn.Module, cfg: Mapping, lr: float) -> torch.optim.Op
         for g in groups:
             g.pop("lars", None)
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.get("momentum", 0.9), weight_decay=wd)
-    if kind == "lars":
-        return LARS(groups, lr=lr, momentum=cfg.get("momentum", 0.9), weight_decay=wd, eta=cfg.get("eta", 0.001))
+    if kind in ("lars", "larc"):
+        return LARS(groups, lr=lr, momentum=cfg.get("momentum", 0.9), weight_decay=wd, eta=cfg.get("eta", 0.001),
+                    larc=kind == "larc")
     if kind == "adam":
         for g in groups:
             g.pop("lars", None)
         return torch.optim.Adam(groups, lr=lr, betas=tuple(cfg.get("betas", (0.9, 0.999))), weight_decay=wd)
-    raise ValueError(f"optimizer type must be 'sgd', 'lars' or 'adam', got {kind!r}")
+    raise ValueError(f"optimizer type must be 'sgd', 'lars', 'larc' or 'adam', got {kind!r}")
 
 
 def lr_at(step: int, steps_per_epoch: int, epochs: int, base_lr: float, policy: str = "cosine",

@@ -59,7 +59,7 @@ def test_swav_cifar_recipe_numbers(name):
     assert (m["T"], m["eps"], m["sinkhorn_iters"], list(m["crops_for_assign"])) == (0.1, 0.05, 3, [0, 1])
     assert m["queue_length"] == 120 - 120 % (128 * 1) == 0
     assert m["freeze_prototypes_iters"] == 5005
-    assert (o["type"], o["lr"], o["momentum"], o["weight_decay"], o["eta"]) == ("lars", 0.6, 0.9, 1e-6, 0.001)
+    assert (o["type"], o["lr"], o["momentum"], o["weight_decay"], o["eta"]) == ("larc", 0.6, 0.9, 1e-6, 0.001)
     assert o["exclude_bias_and_norm"] is False and "base_batch_size" not in o
     assert (s["policy"], s["warmup_epochs"], s["warmup_start"], s["min_lr"], s["epochs"]) == \
         ("cosine", 5, 0.0, 0.0006, 1000)
@@ -141,6 +141,7 @@ def test_swav_imagenet_unmix_is_region_only():
     assert (m["queue_length"], m["queue_start_epoch"], m["freeze_prototypes_iters"]) == (3840, 15, 5005)
     assert (m["n_prototypes"], m["dim"], m["hidden_dim"], m["T"], m["eps"]) == (3000, 128, 2048, 0.1, 0.05)
     assert (s["epochs"], s["warmup_epochs"], s["min_lr"], c["optimizer"]["lr"]) == (200, 0, 0.0006, 0.6)
+    assert c["optimizer"]["type"] == "larc"
     assert c["train"]["batch_size"] == 4 * 64 and c["optimizer"]["weight_decay"] == 1e-6
     # 2 x 224 (0.14-1) + 6 x 96 (0.05-0.14)
     views = augment.build_views("swav", "imagenet").transforms
@@ -314,3 +315,37 @@ def test_swav_cifar_backbone_loads_into_mmdet_with_its_padding():
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(det(x)[-1], ours.forward_stages(x)[-1])
+
+
+def apex_larc_sgd_step(params: list[torch.Tensor], sgd: torch.optim.SGD, wd: float, trust: float) -> None:
+    """NVIDIA/apex apex/parallel/LARC.py `LARC.step` (clip=False) around torch SGD, written out."""
+    with torch.no_grad():
+        for p in params:
+            p_norm, g_norm = torch.norm(p), torch.norm(p.grad)
+            if p_norm != 0 and g_norm != 0:
+                p.grad += wd * p
+                p.grad *= trust * p_norm / (g_norm + p_norm * wd + 1e-8)
+    sgd.step()  # weight decay 0 inside: LARC absorbed it
+
+
+def test_larc_is_apex_larc_around_sgd():
+    """SwAV's optimiser (main_swav_unmix.py:186-192): two steps, parameters equal in float64;
+    a zero tensor is neither adapted nor decayed."""
+    torch.manual_seed(0)
+    shapes = [(5, 4), (4,), (3,)]
+    init = [torch.randn(s, dtype=torch.float64) for s in shapes]
+    init[2].zero_()
+    ours = [nn.Parameter(t.clone()) for t in init]
+    ref = [nn.Parameter(t.clone()) for t in init]
+    opt = build_optimizer(nn.ParameterList(ours), {"type": "larc", "momentum": 0.9, "weight_decay": 1e-2,
+                                                   "eta": 0.001, "exclude_bias_and_norm": False}, 0.6)
+    sgd = torch.optim.SGD(ref, lr=0.6, momentum=0.9, weight_decay=0.0)
+    for step in range(2):
+        grads = [torch.randn(s, dtype=torch.float64) * (step + 1) for s in shapes]
+        for p, q, g in zip(ours, ref, grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        opt.step()
+        apex_larc_sgd_step(ref, sgd, 1e-2, 0.001)
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-12, atol=1e-15)
+    assert not torch.equal(ours[0].detach(), init[0])

@@ -3,8 +3,8 @@ _base_ = ['./_base_/default_runtime.py', './_base_/datasets/cifar100.py',
 # SwAV on CIFAR as the Un-Mix release runs it: szq0214/Un-Mix UnMix_SwAV/for_CIFAR, where
 # S = script_unmix_c100.sh, M = main_swav_unmix.py, D = src/multicropdataset.py, R = src/resnet50.py,
 # E = eval_linear.py. Checked by tests/test_recipes.py.
-# LARC(SGD momentum 0.9, wd 1e-6; trust 0.001, clip False) on every tensor: M:90, M:186-192; lr 0.6: S:26.
-optimizer = dict(_delete_=True, type='lars', lr=0.6, momentum=0.9, weight_decay=1e-6, eta=0.001,
+# apex LARC(SGD momentum 0.9, wd 1e-6; trust 0.001, clip False) on every tensor: M:90, M:186-192; lr 0.6: S:26.
+optimizer = dict(_delete_=True, type='larc', lr=0.6, momentum=0.9, weight_decay=1e-6, eta=0.001,
                  exclude_bias_and_norm=False)
 # Backbone: what R calls resnet18 is Bottleneck [2,2,2,2] (2048-d), R:340-341; S:14; input padded by
 # 1 then a 3x3 stride-1 conv1 padded by 1 (stem padding 2), no max-pool: R:158, 176-181, 279-284.

@@ -1,6 +1,6 @@
 _base_ = ['./_base_/default_runtime.py', './_base_/datasets/imagenet.py',
           './_base_/schedules/lars_cosine.py', './_base_/methods/swav.py']
-optimizer = dict(_delete_=True, type='lars', lr=0.6, momentum=0.9, weight_decay=1e-6, eta=0.001, exclude_bias_and_norm=False)
+optimizer = dict(_delete_=True, type='larc', lr=0.6, momentum=0.9, weight_decay=1e-6, eta=0.001, exclude_bias_and_norm=False)
 # SwAV ImageNet, 200 epochs, batch 256, as szq0214/Un-Mix
 # UnMix_SwAV/for_ImageNet/scripts/unmix_swav_200ep_bs256_pretrain.sh:28-46 (4 GPUs x 64): 2 x 224 + 6 x 96
 # crops, queue 3840 from epoch 15, prototypes frozen for 5005 iterations, LARC lr 0.6 -> 0.0006,

@@ -1,6 +1,6 @@
 _base_ = ['./_base_/default_runtime.py', './_base_/datasets/imagenet100.py',
           './_base_/schedules/lars_cosine.py', './_base_/methods/swav.py']
-optimizer = dict(_delete_=True, type='lars', lr=0.6, momentum=0.9, weight_decay=1e-6, eta=0.001, exclude_bias_and_norm=False)
+optimizer = dict(_delete_=True, type='larc', lr=0.6, momentum=0.9, weight_decay=1e-6, eta=0.001, exclude_bias_and_norm=False)
 # SwAV ImageNet, 200 epochs, batch 256: 2 x 224 + 6 x 96 crops, queue 3840 from epoch 15,
 # prototypes frozen for the first epoch, LARC lr 0.6 -> 0.0006, wd 1e-6.
 model = dict(queue_length=3840, queue_start_epoch=15)

@@ -1,6 +1,6 @@
 _base_ = ['./_base_/default_runtime.py', './_base_/datasets/stl10.py',
           './_base_/schedules/lars_cosine.py', './_base_/methods/swav.py']
-optimizer = dict(_delete_=True, type='lars', lr=0.6, momentum=0.9, weight_decay=1e-6, eta=0.001, exclude_bias_and_norm=False)
+optimizer = dict(_delete_=True, type='larc', lr=0.6, momentum=0.9, weight_decay=1e-6, eta=0.001, exclude_bias_and_norm=False)
 # SwAV CIFAR (Un-Mix repo): head 512 -> 128, 100 prototypes, batch 128, LARC lr 0.6 -> 0.0006,
 # 5 warm-up epochs, wd 1e-6, eps 0.05, T 0.1, 3 Sinkhorn iterations, 2 x 32 crops (scale 0.14-1),
 # 1000 epochs. The repo's backbone is a bottleneck ResNet [2,2,2,2]; ResNet-18 here.
