@@ -268,3 +268,74 @@ def test_byol_sthalles(tmp_path, which):
     assert len(conv.dropped["projector"]) == len(on.projetion.state_dict())
     other = "momentum encoder" if which == "online" else "online network"
     assert len(conv.dropped[other]) == len(tg.state_dict())
+
+
+# ------------------------------------------------------------------ lightly ResNetGenerator
+class LightlyBlock(nn.Module):
+    """lightly/models/resnet.py `BasicBlock`: conv1 3x3 (stride), bn1, relu, conv2 3x3, bn2,
+    `+= self.shortcut(x)` (Sequential(1x1 conv with the stride, BN) when the shape changes,
+    else an empty Sequential), relu."""
+
+    def __init__(self, cin: int, planes: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(out + self.shortcut(x))
+
+
+class LightlyResNet(nn.Module):
+    """`ResNetGenerator('resnet-18')`: conv1 3x3 stride 1 padding 1, bn1, layer1-4 (2 blocks
+    each, strides 1/2/2/2), `linear` (children in that order; no max-pool)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        cin = 64
+        for i, (planes, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2))):
+            setattr(self, f"layer{i + 1}", nn.Sequential(LightlyBlock(cin, planes, stride),
+                                                         LightlyBlock(planes, planes, 1)))
+            cin = planes
+        self.linear = nn.Linear(512, 10)
+
+    def c5(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def test_lightly_resnet_generator_shortcut_blocks(tmp_path):
+    """lightly's CIFAR examples: `backbone = nn.Sequential(*list(ResNetGenerator('resnet-18')
+    .children())[:-1])` in a Lightning module (`backbone.0.weight`, `backbone.2.1.shortcut...`),
+    and a bare ResNetGenerator state dict (`layer2.0.shortcut.0.weight`, `linear.weight`)."""
+    from tests.test_convert_formats import lightning_ckpt
+    from transfer.convert.verify import convert_and_verify
+
+    net = randomize_bn(LightlyResNet())
+    seq = nn.Sequential(*list(net.children())[:-1])
+    sd = prefixed("backbone.", seq.state_dict()) | prefixed("projection_head.layers.0.", nn.Linear(512, 8).state_dict())
+    torch.save(lightning_ckpt(sd), tmp_path / "lightly.ckpt")
+    torch.save(net.state_dict(), tmp_path / "resnet18_cifar.pth")
+    x = torch.randn(2, 3, 32, 32)
+    for name, fmt in (("lightly.ckpt", "lightly"), ("resnet18_cifar.pth", "lightly-resnet")):
+        conv = convert_and_verify(tmp_path / name)
+        assert conv.format == fmt and conv.stem == "cifar" and conv.meta["block_naming"] == "shortcut"
+        assert conv.meta["stem_padding"] == 1 and not conv.meta["assumptions"]
+        assert "ResNetGenerator" in conv.meta["stem_padding_from"]
+        for k, v in net.state_dict().items():
+            if not k.startswith("linear."):
+                assert torch.equal(conv.state_dict[k.replace(".shortcut.", ".downsample.")], v), k
+        from transfer.convert.verify import build_mmdet_backbone
+
+        with torch.no_grad():
+            got = build_mmdet_backbone(conv, out_indices=(3,))(x)[-1]
+            assert got.shape == (2, 512, 4, 4)
+            assert torch.allclose(got, net.c5(x), rtol=1e-4, atol=1e-4)
+    assert conv.dropped == {"heads": ["linear.weight", "linear.bias"]}

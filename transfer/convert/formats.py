@@ -229,6 +229,14 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
        ("model", "state_dict"),
        {"encoder": Encoder(None)}, "encoder", renames=DETECTRON2_RENAMES,
        notes="read through a restricted unpickler (numpy arrays and containers only)"),
+    _F("lightly-resnet", "lightly ResNetGenerator (CIFAR ResNet, `shortcut` blocks)",
+       "lightly/models/resnet.py `ResNetGenerator('resnet-18'...)` state dicts: conv1 3x3 "
+       "padding 1, no max-pool, blocks with `shortcut.0/1` (1x1 conv, BN) instead of torchvision's "
+       "`downsample`, classifier `linear`",
+       "root `conv1.weight` and `layerN.M.shortcut.0.weight`",
+       ("state_dict", "model"), {"encoder": Encoder("")}, "encoder",
+       notes="`shortcut` -> `downsample`, `linear` dropped as the head; the blocks are otherwise "
+             "torchvision's"),
     _F("torchvision", "torchvision / timm ResNet state dict",
        "torchvision and timm ResNet weights (`.pth`, `.safetensors`), DINO's released backbone, "
        "tonylins/simclr-converter, any bare `resnet.state_dict()`; wrapped in `state_dict` or "
@@ -335,6 +343,8 @@ DETECTORS: tuple[tuple[str, Callable[[Any, list[str], Any], bool]], ...] = (
      and _any(k, r"^(projection_head\.|prototypes)")),
     ("detectron2", lambda o, k, s: _any(k, r"^(backbone\.bottom_up\.)?(stem\.conv1\.|res2\.0\.)")),
     ("mmpretrain", lambda o, k, s: _any(k, r"^backbone\.")),
+    ("lightly-resnet", lambda o, k, s: _any(k, r"^conv1\.weight$")
+     and _any(k, r"^layer[1-4]\.\d+\.shortcut\.0\.weight$")),
     ("torchvision", lambda o, k, s: _any(k, r"^conv1\.(0\.)?weight$") and _any(k, r"^layer1\.0\.")),
     ("sequential", lambda o, k, s: _any(k, r"^\d+\.weight$") and _any(k, r"^\d+\.0\.conv1\.weight$")),
 )

@@ -273,13 +273,32 @@ def _encoder_prefix(candidates: list[str], spec: F.Format, enc_name: str, enc: F
 
 
 def _local_keys(renamed: dict[str, tuple[str, Any]], prefix: str
-                ) -> tuple[dict[str, tuple[str, Any]], dict[int, str], str | None]:
+                ) -> tuple[dict[str, tuple[str, Any]], dict[int, str], dict[str, Any]]:
     """The encoder's keys without `prefix`, in torchvision names (an `nn.Sequential` of the
-    ResNet's children renamed; a ResNet-D deep stem in mmdet ResNetV1d names), the Sequential
-    index -> child name map used, and the deep stem's layout (timm/mmpretrain/mmdet) or None."""
+    ResNet's children renamed; a ResNet-D deep stem in mmdet ResNetV1d names; `shortcut`
+    blocks as `downsample`), the Sequential index -> child name map used, and the naming found
+    ({'deep_stem_layout': timm/mmpretrain/mmdet or None, 'block_naming': 'shortcut' or None})."""
     local, seq_map = _sequential_local(renamed, prefix)
     local, deep = resnet_d.deep_stem_names(local)
-    return local, seq_map, deep
+    local, shortcut = _shortcut_names(local)
+    return local, seq_map, {"deep_stem_layout": deep, "block_naming": shortcut}
+
+
+# lightly's ResNetGenerator (lightly/models/resnet.py) and kuangliu/pytorch-cifar name a block's
+# projection shortcut `shortcut` = Sequential(1x1 conv with the block's stride, BN), where
+# torchvision has `downsample`; the blocks are otherwise torchvision's (same names, stride on the
+# 3x3 conv, ReLU after the sum).
+_SHORTCUT = re.compile(r"^(layer[1-4]\.\d+\.)shortcut\.([01])\.")
+
+
+def _shortcut_names(local: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    if not any(_SHORTCUT.match(k) for k in local):
+        return local, None
+    if any(".downsample." in k for k in local):
+        raise ConvertError("blocks named both `shortcut` and `downsample`: unsupported block naming")
+    # ResNetGenerator's classifier is `linear` (torchvision's `fc`): dropped as a head.
+    return {re.sub(r"^linear\.", "fc.", _SHORTCUT.sub(r"\1downsample.\2.", k)): v
+            for k, v in local.items()}, "shortcut"
 
 
 def _sequential_local(renamed: dict[str, tuple[str, Any]], prefix: str
@@ -400,7 +419,8 @@ def _beside_nested(obj: Mapping, container: str, spec: F.Format):
 
 
 def _stem_padding(obj: Any, spec: F.Format, stem: str, meta_src: Mapping[str, Any],
-                  explicit: int | None, sidecar: Mapping[str, Any] | None) -> tuple[int, str, bool]:
+                  explicit: int | None, sidecar: Mapping[str, Any] | None,
+                  block_naming: str | None = None) -> tuple[int, str, bool]:
     """(conv1 padding, its evidence, assumed?): fixed by the stem for 7x7 stems; for a 3x3
     CIFAR stem decided by `stem.cifar_padding`."""
     if stem != "cifar":
@@ -413,9 +433,12 @@ def _stem_padding(obj: Any, spec: F.Format, stem: str, meta_src: Mapping[str, An
     if explicit is not None and not 0 <= int(explicit) <= 3:
         raise ConvertError(f"--stem-padding {explicit}: a 3x3 conv1 is padded by 0 to 3 pixels")
     solo_cfg, where = stem_evidence.find_solo_learn_cfg(obj, sidecar)
+    layout_padding, layout_name = spec.extra.get("cifar_stem_padding"), f"{spec.title} layout"
+    if block_naming == "shortcut" and layout_padding is None:
+        layout_padding, layout_name = stem_evidence.SHORTCUT_PADDING, stem_evidence.SHORTCUT_LAYOUT
     return stem_evidence.cifar_padding(
         explicit=explicit, file_meta=meta_src, solo_cfg=solo_cfg, solo_where=where,
-        layout_padding=spec.extra.get("cifar_stem_padding"), layout_name=f"{spec.title} layout")
+        layout_padding=layout_padding, layout_name=layout_name)
 
 
 def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = None,
@@ -431,10 +454,11 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
         raise ConvertError(f"not a ResNet: no conv1/layer1-4 structure found "
                            f"(keys: {_short(sorted(renamed)[:4])})")
     prefix = _encoder_prefix(candidates, spec, enc_name, enc)
-    local, seq_map, deep_layout = _local_keys(renamed, prefix)
+    local, seq_map, naming = _local_keys(renamed, prefix)
     tensors = {k: _as_tensor(v) for k, (_, v) in local.items() if not k.startswith("fc.")}
     arch, stem, meta_src = _checked_arch(obj, spec, tensors, arch)
-    padding, padding_from, assumed = _stem_padding(obj, spec, stem, meta_src, stem_padding, sidecar)
+    padding, padding_from, assumed = _stem_padding(obj, spec, stem, meta_src, stem_padding, sidecar,
+                                                   naming["block_naming"])
     filled = _complete(tensors, arch, stem, prefix)
     shapes = target_shapes(arch, stem)
     source_tensors = {k: tensors[k] for k in shapes}
@@ -462,7 +486,8 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
         "sequential_children": {str(i): n for i, n in sorted(seq_map.items())},
         # ResNet-D: whose names the deep stem had; its avg-pool shortcuts are evidenced by the
         # conv at `downsample.1` (index 0 holds the weightless pool in all three libraries).
-        "deep_stem_layout": deep_layout,
+        "deep_stem_layout": naming["deep_stem_layout"],
+        "block_naming": naming["block_naming"] or "downsample",
         "converter_version": CONVERTER_VERSION,
     }
     if meta_src:

@@ -21,6 +21,10 @@ from typing import Any, Mapping
 SOLO_CIFAR_DATASETS = ("cifar10", "cifar100")
 SOLO_CIFAR_PADDING = 2    # solo/methods/base.py: nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=2)
 COMMON_CIFAR_PADDING = 1
+# lightly/models/resnet.py (ResNetGenerator) and kuangliu/pytorch-cifar models/resnet.py, the
+# CIFAR ResNets whose blocks say `shortcut`: nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1).
+SHORTCUT_PADDING = 1
+SHORTCUT_LAYOUT = "the `shortcut` block naming of lightly's ResNetGenerator (lightly/models/resnet.py: padding 1)"
 ASSUMED = (f"CIFAR stem padding {COMMON_CIFAR_PADDING} assumed: the file does not record it "
            "(pass --stem-padding N if the source padded its 3x3 conv1 otherwise)")
 
