@@ -84,7 +84,9 @@ def sinkhorn(scores: Tensor, eps: float = 0.05, n_iters: int = 3) -> Tensor:
     Shape: scores (N, K) -> codes (N, K).
     """
     ws = distributed.world_size()
-    scores = scores.float()
+    # half precision (autocast) is too coarse for exp(score / 0.05); float64 stays float64
+    if scores.dtype != torch.float64:
+        scores = scores.float()
     # a global shift cancels in the normalisation; it keeps exp() finite for small eps
     top = scores.max()
     if ws > 1:

@@ -95,15 +95,32 @@ def sample_mix(batch_size_hw: Sequence[int], beta: float = 1.0, prob: float = 0.
     `batch_size_hw`: (H, W) or a full (N, C, H, W) shape; the last two entries are used.
     Draw order (fixed, so a seed reproduces it): lam, r, then for 'region' the centre (cy, cx).
     """
-    h, w = (int(s) for s in tuple(batch_size_hw)[-2:])
+    return sample_mix_chain([batch_size_hw], beta, prob, generator)[0]
+
+
+def sample_mix_chain(shapes: Sequence[Sequence[int]], beta: float = 1.0, prob: float = 0.5,
+                     generator: torch.Generator | None = None) -> list[MixParams]:
+    """One iteration's mixtures of several batches (SwAV's crop pairs), each (H, W) or (N, C, H, W).
+
+    As the official SwAV + Un-Mix loop: one lam ~ Beta(beta, beta) and one r for all of them;
+    'global' (r < prob) mixes every batch with that lam. 'region' draws a fresh centre per batch
+    and sizes each box by the running lam, which every box resets to its kept ratio: batch k's box
+    comes from batch k-1's corrected lam (batch 0's from the Beta draw), and the loss's lam is the
+    last entry's. Draw order: lam, r, then (cy, cx) per batch in turn.
+    """
     lam = sample_beta(beta, generator)
     r = float(torch.rand((), generator=generator, dtype=torch.float64))
     if r < prob:
-        return MixParams("global", lam, None)
-    cy = int(torch.randint(h, (), generator=generator))
-    cx = int(torch.randint(w, (), generator=generator))
-    box = cutmix_box(h, w, lam, cy, cx)
-    return MixParams("region", kept_ratio(box, h, w), box)
+        return [MixParams("global", lam, None) for _ in shapes]
+    out = []
+    for shape in shapes:
+        h, w = (int(s) for s in tuple(shape)[-2:])
+        cy = int(torch.randint(h, (), generator=generator))
+        cx = int(torch.randint(w, (), generator=generator))
+        box = cutmix_box(h, w, lam, cy, cx)
+        lam = kept_ratio(box, h, w)  # the chained correction: the next box is sized by it
+        out.append(MixParams("region", lam, box))
+    return out
 
 
 def mix(x: Tensor, params: MixParams) -> Tensor:

@@ -307,6 +307,9 @@ def build_model(run: Run) -> None:
     accepted = inspect.signature(METHODS[margs["type"]].__init__).parameters
     if "epochs" in accepted and "epochs" not in margs:
         margs["epochs"] = run.epochs  # SwAV schedules its queue / prototype freezing in epochs
+    for key, value in (("world_size", run.world), ("batch_size", run.per_proc)):
+        if key in accepted and key not in margs:
+            margs[key] = value  # SwAV sizes each process's queue from the run's layout
     try:
         model = build_method(margs).to(run.device)
     except ValueError as e:

@@ -154,7 +154,7 @@ def test_swav_hooks_and_queue():
     torch.testing.assert_close(model.prototypes.weight.norm(dim=1), torch.ones(10))
     assert model.prototypes.weight.grad is None
     assert model.queue.shape == (2, 8, 128)
-    assert model.queue[:, :4].abs().sum() > 0  # filled with this batch's clean embeddings
+    assert model.queue[:, :4].abs().sum() > 0  # filled with this batch's (clean and mixed) embeddings
     model.zero_grad()
     step(model, xs, progress=0.5)
     assert model.prototypes.weight.grad is not None
