@@ -6,9 +6,11 @@ enqueueing (mixed embeddings too), queue rows per process = queue_length // worl
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,8 +19,9 @@ import torch.multiprocessing as mp
 from torch.nn import functional as F
 
 from pretrain.methods import build_method
-from pretrain.methods.swav import queue_rows
+from pretrain.methods.swav import SwAV, queue_rows
 from pretrain.mixing import sample_beta
+from unmix.core.config import load_config
 
 T, EPS, ITERS = 0.1, 0.05, 3
 
@@ -273,3 +276,12 @@ def test_each_process_keeps_its_own_queue():
         assert q[r]["ddp"].shape == (2, 8, 4) and q[r]["ddp"][:, -1].abs().sum() > 0
         torch.testing.assert_close(q[r]["ddp"], q[r]["alone"], rtol=0, atol=1e-6)
     assert (q[0]["ddp"] - q[1]["ddp"]).abs().max() > 1e-3
+
+
+def test_swav_configs_resolve_to_accepted_options():
+    accepted = set(inspect.signature(SwAV.__init__).parameters) - {"self"}
+    paths = sorted((Path(__file__).resolve().parents[1] / "configs" / "pretrain").glob("swav_*.py"))
+    assert len(paths) >= 10
+    for path in paths:
+        model = dict(load_config(path).model)
+        assert model.pop("type") == "swav" and set(model) <= accepted, path.name
