@@ -339,3 +339,27 @@ def test_lightly_resnet_generator_shortcut_blocks(tmp_path):
             assert got.shape == (2, 512, 4, 4)
             assert torch.allclose(got, net.c5(x), rtol=1e-4, atol=1e-4)
     assert conv.dropped == {"heads": ["linear.weight", "linear.bias"]}
+
+
+# --------------------------------------------------------------------------- broken sources
+def test_a_source_with_nan_weights_or_nan_output_is_named(tmp_path, r18, capsys):
+    """A diverged run's NaN weight is named (not 'max |diff| nan'), with and without
+    verification; finite tensors whose output is NaN (negative running_var) say so."""
+    from unmix.cli import main
+
+    sd = backbone_sd(r18)
+    sd["layer3.0.conv1.weight"] = sd["layer3.0.conv1.weight"].clone()
+    sd["layer3.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save({"state_dict": prefixed("module.", sd)}, tmp_path / "nan.pth")
+    for extra in ([], ["--no-verify"]):
+        rc = main(["convert", str(tmp_path / "nan.pth"), "-o", str(tmp_path / "o.pth"), *extra])
+        err = capsys.readouterr().err.strip()
+        assert rc == 1 and len(err.splitlines()) == 1 and not (tmp_path / "o.pth").exists()
+        assert "nan.pth: the source has non-finite tensors: module.layer3.0.conv1.weight" in err
+    sd = backbone_sd(r18)
+    sd["layer2.1.bn1.running_var"] = -sd["layer2.1.bn1.running_var"]
+    torch.save(sd, tmp_path / "negvar.pth")
+    rc = main(["convert", str(tmp_path / "negvar.pth"), "-o", str(tmp_path / "o.pth")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "own output is not finite" in err and "layer2.1.bn1.running_var" in err
+    assert "max |diff|" not in err

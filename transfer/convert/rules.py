@@ -362,6 +362,15 @@ def _complete(tensors: dict[str, torch.Tensor], arch: str, stem: str, prefix: st
     return filled
 
 
+def _check_finite(tensors: Mapping[str, torch.Tensor], local: Mapping[str, tuple[str, Any]]) -> None:
+    """A NaN/inf weight (a diverged run) makes every feature NaN: name it instead of letting the
+    verification report 'max |diff| nan'."""
+    bad = [local[k][0] if k in local else k for k, t in tensors.items()
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ConvertError(f"the source has non-finite tensors: {_short(bad)}")
+
+
 def _dropped(obj: Any, spec: F.Format, renamed: dict[str, tuple[str, Any]],
              local: dict[str, tuple[str, Any]], taken: set[str], container: str | None
              ) -> dict[str, list[str]]:
@@ -460,6 +469,7 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
     padding, padding_from, assumed = _stem_padding(obj, spec, stem, meta_src, stem_padding, sidecar,
                                                    naming["block_naming"])
     filled = _complete(tensors, arch, stem, prefix)
+    _check_finite(tensors, local)
     shapes = target_shapes(arch, stem)
     source_tensors = {k: tensors[k] for k in shapes}
     state_dict: dict[str, torch.Tensor] = {}
