@@ -12,7 +12,8 @@
   every parameter (htdt train.py:39, `--adam_l2` 1e-6 in cfg.py:67).
 - `lr_at(step, ...)`: linear warm-up from `warmup_start` (over `warmup_epochs`, or `warmup_iters`
   iterations when given: htdt warms up over 500 iterations, train.py:43-54) then cosine to
-  `min_lr` or step decay by `gamma` at `milestones` (epochs), evaluated per iteration.
+  `min_lr` or step decay by `gamma` at `milestones` (epochs), evaluated per iteration, or once per
+  epoch (`per_epoch`, MoCo's schedules).
 """
 from __future__ import annotations
 
@@ -103,8 +104,13 @@ def build_optimizer(model: nn.Module, cfg: Mapping, lr: float) -> torch.optim.Op
 
 def lr_at(step: int, steps_per_epoch: int, epochs: int, base_lr: float, policy: str = "cosine",
           warmup_epochs: float = 0.0, warmup_start: float = 0.0, min_lr: float = 0.0,
-          milestones: Sequence[float] = (), gamma: float = 0.1, warmup_iters: int | None = None) -> float:
-    """Learning rate at global iteration `step` (0-based)."""
+          milestones: Sequence[float] = (), gamma: float = 0.1, warmup_iters: int | None = None,
+          per_epoch: bool = False) -> float:
+    """Learning rate at global iteration `step` (0-based); with `per_epoch` the value of the
+    epoch's first iteration, held for the whole epoch (MoCo's `adjust_learning_rate` at each
+    epoch start)."""
+    if per_epoch:
+        step = step // steps_per_epoch * steps_per_epoch
     total = max(1, epochs * steps_per_epoch)
     warm = int(warmup_iters) if warmup_iters is not None else int(round(warmup_epochs * steps_per_epoch))
     if step < warm:

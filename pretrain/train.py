@@ -487,7 +487,8 @@ def train_step(run: Run, views, epoch: int, i: int) -> tuple[dict[str, float], f
     s = run.scfg
     lr = lr_at(step, run.steps_per_epoch, run.epochs, run.base_lr, s.get("policy", "cosine"),
                s.get("warmup_epochs", 0), s.get("warmup_start", 0.0), s.get("min_lr", 0.0),
-               s.get("milestones", ()), s.get("gamma", 0.1), s.get("warmup_iters"))
+               s.get("milestones", ()), s.get("gamma", 0.1), s.get("warmup_iters"),
+               bool(s.get("per_epoch", False)))
     for g in run.optimizer.param_groups:
         g["lr"] = lr
     gen = torch.Generator().manual_seed((run.seed * 1_000_003 + step * run.world + run.rank) % 2**62)

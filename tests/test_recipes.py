@@ -349,3 +349,19 @@ def test_larc_is_apex_larc_around_sgd():
     for p, q in zip(ours, ref):
         torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-12, atol=1e-15)
     assert not torch.equal(ours[0].detach(), init[0])
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("moco_*.py")))
+def test_moco_lr_is_set_once_per_epoch(name):
+    """unmix_c10.py:324,358-367 (and MoCo ImageNet's main_moco_unmix.py:274,425): the lr of epoch
+    e is base * 0.5 * (1 + cos(pi e / epochs)) (or the step value), for every iteration of e."""
+    c = plain(cfg(name))
+    s, base = c["schedule"], c["optimizer"]["lr"]
+    assert s["per_epoch"] is True
+    steps, epochs = 7, s["epochs"]
+    lr = lambda it: lr_at(it, steps, epochs, base, s["policy"], s.get("warmup_epochs", 0), 0.0,  # noqa: E731
+                          s.get("min_lr", 0.0), s.get("milestones", ()), s.get("gamma", 0.1), None, True)
+    for e in (0, 1, epochs // 2, epochs - 1):
+        want = (base * 0.5 * (1 + math.cos(math.pi * e / epochs)) if s["policy"] == "cosine"
+                else base * 0.1 ** sum(e >= m for m in s["milestones"]))
+        assert [lr(e * steps + i) for i in (0, 3, 6)] == pytest.approx([want] * 3)
