@@ -6,9 +6,9 @@ updated after each optimiser step with the cosine momentum schedule (`after_step
 
 Un-Mix mixes view 1. `mix_branch='online'` (default): the mixture goes through the online network
 only and regresses onto the clean target of view 2, `lam * L(p(mix), z'(x2)) + (1 - lam) *
-L(p(mix).flip(0), z'(x2))` -- the clean side provides the (soft) labels, as the clean keys do in
-MoCo and the clean codes in SwAV. `mix_branch='both'` follows the authors' README pseudo-code
-`model([x2, mix])` with the symmetric loss, adding `lam * L(p(x2), z'(mix)) + (1 - lam) *
+L(p(mix).flip(0), z'(x2))` -- the clean side provides the labels, as the clean keys do in MoCo
+(SwAV's official objective also uses the mixture's own codes). `mix_branch='both'` follows the
+authors' README pseudo-code `model([x2, mix])` with the symmetric loss, adding `lam * L(p(x2), z'(mix)) + (1 - lam) *
 L(p(x2), z'(mix).flip(0))` (one extra target forward). See docs/methods.md.
 """
 from __future__ import annotations
