@@ -74,7 +74,11 @@ def moco_v1(size: int, crop_scale: tuple[float, float] = (0.2, 1.0), **_) -> lis
     # (hue 0.4) always on, flip.
     if size <= SMALL:
         return [_view(size, (0.08, 1.0), CIFAR_JITTER, 0.8)] * 2
-    return [_view(size, tuple(crop_scale), (0.4, 0.4, 0.4, 0.4), 1.0)] * 2
+    # the official order: grayscale before the jitter (UnMix_MoCo/for_ImageNet/main_moco_unmix.py:249-256,
+    # CMC_with_Image_Mixture train_moco_ins.py:211-218)
+    view = T.Compose([T.RandomResizedCrop(size, scale=tuple(crop_scale)), T.RandomGrayscale(p=0.2),
+                      T.ColorJitter(0.4, 0.4, 0.4, 0.4), T.RandomHorizontalFlip(), T.ToTensor()])
+    return [view, view]
 
 
 def moco_v2(size: int, **_) -> list[T.Compose]:

@@ -365,3 +365,37 @@ def test_moco_lr_is_set_once_per_epoch(name):
         want = (base * 0.5 * (1 + math.cos(math.pi * e / epochs)) if s["policy"] == "cosine"
                 else base * 0.1 ** sum(e >= m for m in s["milestones"]))
         assert [lr(e * steps + i) for i in (0, 3, 6)] == pytest.approx([want] * 3)
+
+
+def test_moco_imagenet_recipes():
+    """main_moco_unmix.py:48-109, 235-256 and run.sh:2 of UnMix_MoCo/for_ImageNet."""
+    v1, v2 = plain(cfg("moco_v1_imagenet_unmix")), plain(cfg("moco_v2_imagenet_unmix"))
+    assert v1["model"]["unmix"]["prob"] == 0.0 and v2["model"]["unmix"]["prob"] == 0.5
+    for c, t in ((v1, 0.07), (v2, 0.2)):
+        m, o = c["model"], c["optimizer"]
+        assert (m["K"], m["m"], m["T"], m["dim"], c["train"]["batch_size"]) == (65536, 0.999, t, 128, 256)
+        assert (o["lr"], o["weight_decay"], o["momentum"], c["schedule"]["epochs"]) == (0.03, 1e-4, 0.9, 200)
+    assert (v1["schedule"]["policy"], v1["schedule"]["milestones"], v2["schedule"]["policy"]) == \
+        ("step", [120, 160], "cosine")
+    kinds = [type(t).__name__ for t in augment.build_views("moco_v1", "imagenet").transforms[0].transforms]
+    assert kinds == ["RandomResizedCrop", "RandomGrayscale", "ColorJitter", "RandomHorizontalFlip", "ToTensor"]
+
+
+def test_moco_cifar_demo_recipe():
+    """unmix_c10.py:24-48, 60-64, 84-94 (symmetric demo; the README's asymmetric rows drop
+    --symmetric)."""
+    for name in ("moco_v1_cifar10", "moco_v1_cifar100_unmix"):
+        c = plain(cfg(name))
+        m, o, s = c["model"], c["optimizer"], c["schedule"]
+        assert (m["arch"], m["stem"], m["version"], m["dim"], m["K"], m["m"], m["T"]) == \
+            ("resnet18", "cifar", "v1", 128, 4096, 0.99, 0.1)
+        assert (m["symmetric"], m["split_bn"], c["train"]["batch_size"]) == (True, 8, 512)
+        assert (o["type"], o["lr"], o["weight_decay"], o["momentum"]) == ("sgd", 0.06, 5e-4, 0.9)
+        assert (s["policy"], s["epochs"], s["per_epoch"]) == ("cosine", 1000, True)
+        assert (cfg(name).knn.k, cfg(name).knn.t) == (200, 0.1)  # unmix_c10.py:47-48
+        if name.endswith("_unmix"):
+            assert m["unmix"] == {"enabled": True, "beta": 1.0, "prob": 0.5}
+    view = augment.build_views("moco_v1", "cifar10").transforms[0]
+    kinds = [type(t).__name__ for t in view.transforms]
+    assert kinds == ["RandomResizedCrop", "RandomHorizontalFlip", "RandomApply", "RandomGrayscale", "ToTensor"]
+    assert find(view, T.RandomResizedCrop)[0].scale == (0.08, 1.0) and jitter_of(view).hue == (-0.1, 0.1)
