@@ -363,3 +363,112 @@ def test_a_source_with_nan_weights_or_nan_output_is_named(tmp_path, r18, capsys)
     err = capsys.readouterr().err.strip()
     assert rc == 1 and "own output is not finite" in err and "layer2.1.bn1.running_var" in err
     assert "max |diff|" not in err
+
+
+# ---------------------------------------------------------------------- honest format labels
+def _module(**children: nn.Module) -> nn.Module:
+    m = nn.Module()
+    for name, child in children.items():
+        setattr(m, name, child)
+    return m
+
+
+def barlowtwins_ckpt(net: nn.Module) -> dict:
+    """facebookresearch/barlowtwins main.py: `BarlowTwins` = backbone (torchvision resnet50, fc =
+    Identity; resnet18 here, same names), projector = Sequential(Linear(bias=False), BN1d, ReLU,
+    ..., Linear(bias=False)), `bn` = BatchNorm1d(affine=False); saved under DDP as
+    `dict(epoch, model=model.state_dict(), optimizer)`."""
+    net.fc = nn.Identity()
+    proj = nn.Sequential(nn.Linear(512, 32, bias=False), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 16, bias=False))
+    m = _module(backbone=net, projector=proj, bn=nn.BatchNorm1d(16, affine=False))
+    return {"epoch": 10, "model": prefixed("module.", m.state_dict()), "optimizer": {}}
+
+
+def densecl_ckpt(net: nn.Module) -> dict:
+    """WXinlong/DenseCL openselfsup/models/densecl.py: encoder_q = Sequential(backbone, neck),
+    encoder_k alike, `self.backbone = self.encoder_q[0]`, buffers queue, queue_ptr, queue2,
+    queue2_ptr; neck DenseCLNeck (openselfsup/models/necks.py: `mlp`, `mlp2`); mmcv
+    `save_checkpoint`: {'meta': {'mmcv_version', 'time'}, 'state_dict', 'optimizer'}."""
+    import copy
+
+    def neck():
+        return _module(mlp=nn.Sequential(nn.Linear(512, 32), nn.ReLU(), nn.Linear(32, 16)),
+                       mlp2=nn.Sequential(nn.Conv2d(512, 32, 1), nn.ReLU(), nn.Conv2d(32, 16, 1)))
+    net.fc = nn.Identity()
+    m = _module(encoder_q=nn.Sequential(net, neck()), encoder_k=nn.Sequential(copy.deepcopy(net), neck()))
+    m.backbone = m.encoder_q[0]
+    for name in ("queue", "queue2"):
+        m.register_buffer(name, torch.randn(16, 64))
+        m.register_buffer(name + "_ptr", torch.zeros(1, dtype=torch.long))
+    return {"meta": {"mmcv_version": "1.0.3", "time": "Thu Jan  7 2021"}, "state_dict": m.state_dict(),
+            "optimizer": {}}
+
+
+def pixpro_ckpt(net: nn.Module) -> dict:
+    """zdaxie/PixPro contrast/models/PixPro.py: encoder (contrast/resnet.py with
+    head_type='early_return': no fc), projector / projector_k (MLP2d: linear1 1x1 conv, bn1,
+    linear2), encoder_k, value_transform (1x1 conv for pixpro_transform_layer 1); under DDP;
+    main_pretrain.py `save_checkpoint`: {'opt', 'model', 'optimizer', 'scheduler', 'epoch'}."""
+    import argparse
+    import copy
+
+    def mlp2d():
+        return _module(linear1=nn.Conv2d(512, 32, 1), bn1=nn.BatchNorm2d(32), linear2=nn.Conv2d(32, 16, 1))
+    del net.fc
+    m = _module(encoder=net, projector=mlp2d(), encoder_k=copy.deepcopy(net), projector_k=mlp2d(),
+                value_transform=nn.Conv2d(16, 16, 1))
+    return {"opt": argparse.Namespace(arch="resnet18"), "model": prefixed("module.", m.state_dict()),
+            "optimizer": {}, "scheduler": {}, "epoch": 100}
+
+
+def lightly_torch_sd(net: nn.Module) -> dict:
+    """lightly examples/pytorch/byol.py: backbone = Sequential(*resnet.children()[:-1]),
+    projection_head / prediction_head (lightly/models/modules/heads.py `self.layers`),
+    backbone_momentum = deepcopy(backbone); saved as model.state_dict()."""
+    import copy
+
+    bb = nn.Sequential(*list(net.children())[:-1])
+    head = _module(layers=nn.Sequential(nn.Linear(512, 32), nn.BatchNorm1d(32), nn.Linear(32, 16)))
+    m = _module(backbone=bb, projection_head=head, prediction_head=copy.deepcopy(head),
+                backbone_momentum=copy.deepcopy(bb))
+    return m.state_dict()
+
+
+def plain_backbone_sd(net: nn.Module) -> dict:
+    """A model of one's own (`self.backbone`, `self.projector`): nothing names a library."""
+    net.fc = nn.Identity()
+    return _module(backbone=net, projector=nn.Linear(512, 16)).state_dict()
+
+
+@pytest.mark.parametrize("build,fmt,roles", [
+    (barlowtwins_ckpt, "barlowtwins", {"projector"}),
+    (densecl_ckpt, "densecl", {"duplicate of encoder", "projector", "momentum encoder", "queue"}),
+    (pixpro_ckpt, "pixpro", {"projector", "momentum encoder"}),
+    (lightly_torch_sd, "lightly", {"projector", "predictor", "momentum encoder"}),
+    (plain_backbone_sd, "generic", {"projector"}),
+])
+def test_format_labels_name_the_library_recognised(tmp_path, build, fmt, roles):
+    """Barlow Twins, DenseCL and lightly are not mmpretrain, PixPro is not SimCLR; a file
+    nothing identifies is a generic ResNet state dict; the label is what records keep."""
+    net = tv_resnet("resnet18")
+    want = backbone_sd(net)
+    torch.save(build(net), tmp_path / "ck.pth")
+    ref = tv_resnet("resnet18")
+    ref.load_state_dict(want | {"fc.weight": ref.fc.weight, "fc.bias": ref.fc.bias})
+    conv = check(tmp_path, tmp_path / "ck.pth", ref, fmt)
+    assert roles <= set(conv.dropped), conv.dropped
+    if fmt == "generic":
+        assert conv.meta["format_title"] == "generic ResNet state dict"
+    from transfer.frozen.common import load_encoder
+
+    assert load_encoder(tmp_path / "ck.pth")[1]["format"] == fmt  # what kNN/linear records keep
+
+
+def test_docs_format_table_lists_every_format():
+    import re
+    from pathlib import Path
+
+    from transfer.convert.formats import FORMATS
+
+    text = (Path(__file__).parents[1] / "docs" / "convert.md").read_text()
+    assert re.findall(r"^\| `([\w-]+)` \|", text, flags=re.M) == list(FORMATS)

@@ -129,11 +129,13 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
        {"online": Encoder("backbone."), "momentum": Encoder("momentum_backbone.")}, "online",
        notes="a CIFAR stem's padding is not in the file: 1 is assumed and said so "
              "(`--stem-padding`)"),
-    _F("lightly", "lightly Lightning checkpoint",
-       "lightly examples/benchmarks (Lightning `.ckpt`): `backbone = nn.Sequential(*resnet."
-       "children()[:-1])`, so `backbone.0.*` (conv1), `backbone.4.*` (layer1)...; also "
-       "`model.backbone.*`, `backbone_momentum.*`, `projection_head.*`, `prediction_head.*`",
-       "`pytorch-lightning_version` otherwise",
+    _F("lightly", "lightly checkpoint (Lightning or plain PyTorch)",
+       "lightly examples/benchmarks (Lightning `.ckpt`, or `torch.save(model.state_dict())` in "
+       "examples/pytorch): `backbone = nn.Sequential(*resnet.children()[:-1])`, so `backbone.0.*` "
+       "(conv1), `backbone.4.*` (layer1)...; also `model.backbone.*`, `backbone_momentum.*`, "
+       "`projection_head.layers.*`, `prediction_head.layers.*` (lightly/models/modules/heads.py)",
+       "`pytorch-lightning_version` otherwise; without it, lightly's head keys "
+       "`projection_head.layers.*` / `prediction_head.layers.*`",
        ("state_dict",),
        {"online": Encoder(None), "momentum": Encoder("backbone_momentum.")}, "online",
        notes="`online` is the only non-momentum ResNet in the checkpoint"),
@@ -207,19 +209,51 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
        "trunk", renames=VISSL_RENAMES,
        roles=((r"^optimizer\.", "optimizer state"), (r"^loss\.", "loss state (queue, momentum encoder)"),
               (r"^base_model\.", "non-EMA weights")),
-       notes="`_feature_blocks.` dropped as VISSL's convert_vissl_to_torchvision.py does; "
-             "ResNeXt trunks (GROUPS > 1) are refused"),
-    _F("mmpretrain", "mmselfsup / mmpretrain",
+       notes="`_feature_blocks.` is dropped, as VISSL's own extra_scripts/"
+             "convert_vissl_to_torchvision.py does; heads, the EMA copy, the optimizer state and "
+             "the loss state (MoCo's queue and momentum encoder) are listed as dropped; ResNeXt "
+             "trunks (`GROUPS > 1`) are refused"),
+    _F("mmpretrain", "mmselfsup / mmpretrain (OpenMMLab, also an mmdet detector's backbone)",
        "OpenMMLab model zoo and training checkpoints (mmengine `Runner.save_checkpoint`: "
        "`{'meta','state_dict','message_hub','optimizer','param_schedulers'}`): `backbone.*`, "
        "`neck.*`, `head.*`; the momentum copy `encoder_k.module.0.*` (MoCo v2, DenseCL: "
        "mmpretrain/models/selfsup/moco.py, densecl.py), `target_net.module.0.*` (BYOL) or "
        "`momentum_encoder.module.0.*` (MoCo v3 and others)",
-       "keys `backbone.*` (not Lightning)",
+       "keys `backbone.*` with mmengine/mmcv's top-level `meta` or `message_hub`, or keys only "
+       "OpenMMLab writes (`data_preprocessor.*`, `neck.*`, `encoder_k/target_net/momentum_encoder"
+       ".module.*`)",
        ("state_dict", "model"),
        {"backbone": Encoder("backbone."),
         "momentum": Encoder("momentum_encoder.0.", also=("encoder_k.0.", "target_net.0."))},
        "backbone"),
+    _F("barlowtwins", "Barlow Twins (official)",
+       "facebookresearch/barlowtwins main.py `checkpoint.pth`: `{'epoch','model','optimizer'}`, "
+       "model keys `module.backbone.*` (torchvision ResNet-50, fc = Identity), `module.projector.*`,"
+       " `module.bn.*` (BatchNorm1d, affine=False); its final `resnet50.pth` is the backbone's "
+       "state dict (format `torchvision`)",
+       "keys `backbone.*`, `projector.*` and `bn.running_mean`",
+       ("model", "state_dict"), {"backbone": Encoder("backbone.")}, "backbone",
+       roles=((r"^bn\.", "projector"),)),
+    _F("densecl", "DenseCL (official, OpenSelfSup)",
+       "WXinlong/DenseCL (OpenSelfSup; mmcv `save_checkpoint`: `{'meta','state_dict','optimizer'}`):"
+       " openselfsup/models/densecl.py `encoder_q = nn.Sequential(backbone, neck)`, `encoder_k` "
+       "alike, `backbone = encoder_q[0]` (`backbone.*` and `encoder_q.0.*` are the same tensors), "
+       "`queue`, `queue2`; tools/extract_backbone_weights.py keeps `backbone.*`",
+       "keys `encoder_q.0.conv1.weight` and `queue2`",
+       ("state_dict", "model"),
+       {"query": Encoder("backbone.", also=("encoder_q.0.",)), "key": Encoder("encoder_k.0.")},
+       "query"),
+    _F("pixpro", "PixPro (official)",
+       "zdaxie/PixPro main_pretrain.py `save_checkpoint`: `{'opt','model','optimizer','scheduler',"
+       "'epoch'}`; contrast/models/PixPro.py: `module.encoder.*` (contrast/resnet.py, no fc), "
+       "`module.projector.*`, `module.encoder_k.*`, `module.projector_k.*`, "
+       "`module.value_transform.*`, with the instance branch `projector_instance(_k).*`, "
+       "`predictor.*`; its detectron2 `.pkl` is format `detectron2`",
+       "keys `encoder.conv1.weight`, `encoder_k.*` and `projector_k.*`",
+       ("model", "state_dict"),
+       {"encoder": Encoder("encoder."), "momentum": Encoder("encoder_k.")}, "encoder",
+       roles=((r"^(projector_k|projector_instance_k)\.", "momentum encoder"),
+              (r"^(projector_instance|value_transform)\.", "projector"))),
     _F("detectron2", "detectron2 `.pkl`",
        "MoCo's `convert-pretrain-to-detectron2.py` (and detectron2's torchvision converter): "
        "`{'model': {numpy arrays}, '__author__', 'matching_heuristics'}`, names `stem.conv1`, "
@@ -235,8 +269,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
        "`downsample`, classifier `linear`",
        "root `conv1.weight` and `layerN.M.shortcut.0.weight`",
        ("state_dict", "model"), {"encoder": Encoder("")}, "encoder",
-       notes="`shortcut` -> `downsample`, `linear` dropped as the head; the blocks are otherwise "
-             "torchvision's"),
+       notes="`shortcut` -> `downsample` (in every format, e.g. lightly's Lightning `backbone.N.*` "
+             "of a ResNetGenerator), `linear` dropped as the head; the blocks are otherwise "
+             "torchvision's; the naming is evidence for the stem padding (1)"),
     _F("torchvision", "torchvision / timm ResNet state dict",
        "torchvision and timm ResNet weights (`.pth`, `.safetensors`), DINO's released backbone, "
        "tonylins/simclr-converter, any bare `resnet.state_dict()`; wrapped in `state_dict` or "
@@ -248,8 +283,9 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
        "`4.0.conv1.weight` = layer1...)",
        "root `N.weight` (3-channel conv) and `M.0.conv1.weight`",
        ("state_dict", "model"), {"encoder": Encoder(None)}, "encoder"),
-    _F("generic", "any checkpoint with exactly one ResNet",
-       "anything else: the only ResNet found under any prefix is taken",
+    _F("generic", "generic ResNet state dict",
+       "anything else: the only ResNet found under any prefix is taken (e.g. `backbone.*` that "
+       "no library's own keys or metadata identify)",
        "fallback",
        ("state_dict", "model"), {"encoder": Encoder(None)}, "encoder"),
 )}
@@ -332,6 +368,12 @@ DETECTORS: tuple[tuple[str, Callable[[Any, list[str], Any], bool]], ...] = (
     ("lightning", lambda o, k, s: _has_top(o, "pytorch-lightning_version")
      and _any(k, r"^backbone\.conv1\.weight$")),
     ("lightly", lambda o, k, s: _has_top(o, "pytorch-lightning_version")),
+    ("lightly", lambda o, k, s: _any(k, r"^(projection_head|prediction_head)\.layers\.")),
+    ("densecl", lambda o, k, s: _any(k, r"^encoder_q\.0\.conv1\.weight$") and _any(k, r"^queue2$")),
+    ("pixpro", lambda o, k, s: _any(k, r"^encoder\.conv1\.weight$") and _any(k, r"^encoder_k\.")
+     and _any(k, r"^projector_k\.")),
+    ("barlowtwins", lambda o, k, s: _any(k, r"^backbone\.") and _any(k, r"^projector\.")
+     and _any(k, r"^bn\.running_mean$")),
     ("byol-sthalles", lambda o, k, s: _has_top(o, "online_network_state_dict")),
     ("unmix-cifar", lambda o, k, s: _any(k, r"^encoder_q\.net\.")),
     ("moco", lambda o, k, s: _any(k, r"^encoder_q\.conv1\.weight$")),
@@ -342,7 +384,9 @@ DETECTORS: tuple[tuple[str, Callable[[Any, list[str], Any], bool]], ...] = (
     ("swav", lambda o, k, s: _any(k, r"^conv1\.weight$")
      and _any(k, r"^(projection_head\.|prototypes)")),
     ("detectron2", lambda o, k, s: _any(k, r"^(backbone\.bottom_up\.)?(stem\.conv1\.|res2\.0\.)")),
-    ("mmpretrain", lambda o, k, s: _any(k, r"^backbone\.")),
+    ("mmpretrain", lambda o, k, s: _any(k, r"^backbone\.") and (
+        _has_top(o, "meta") or _has_top(o, "message_hub")
+        or _any(k, r"^(data_preprocessor|neck)\.|^(encoder_k|target_net|momentum_encoder)\.module\."))),
     ("lightly-resnet", lambda o, k, s: _any(k, r"^conv1\.weight$")
      and _any(k, r"^layer[1-4]\.\d+\.shortcut\.0\.weight$")),
     ("torchvision", lambda o, k, s: _any(k, r"^conv1\.(0\.)?weight$") and _any(k, r"^layer1\.0\.")),
