@@ -26,7 +26,11 @@ def tv_resnet(arch: str = "resnet18", cifar: bool = False, pad: int = 1) -> nn.M
     if cifar:
         m.conv1 = nn.Conv2d(3, 64, 3, 1, pad, bias=False)
         m.maxpool = nn.Identity()
-    # Non-trivial BN statistics, so a BN mix-up cannot pass the feature check.
+    return randomize_bn(m)
+
+
+def randomize_bn(m: nn.Module) -> nn.Module:
+    """Non-trivial BN statistics, so a BN mix-up cannot pass the feature check."""
     for mod in m.modules():
         if isinstance(mod, nn.BatchNorm2d):
             mod.running_mean.uniform_(-0.1, 0.1)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.test_convert_formats import backbone_sd, check, prefixed, tv_resnet
+from tests.test_convert_formats import backbone_sd, check, prefixed, randomize_bn, tv_resnet
 from transfer.convert.conversion import convert_file
 from transfer.convert.rules import convert_state_dict
 from unmix.core.errors import UnmixError
@@ -114,16 +114,6 @@ def test_vissl_resnext_trunk_is_refused_naming_the_layout(tmp_path):
 
 
 # --------------------------------------------------------------------------------- ResNet-D
-def randomize_bn(m: nn.Module) -> nn.Module:
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            mod.running_mean.uniform_(-0.1, 0.1)
-            mod.running_var.uniform_(0.5, 1.5)
-            mod.weight.data.uniform_(0.5, 1.5)
-            mod.bias.data.uniform_(-0.1, 0.1)
-    return m.eval()
-
-
 def timm_resnet_d(arch: str) -> nn.Module:
     """timm's resnet18d/50d (timm/models/resnet.py: `stem_type='deep'`, `stem_width=32`,
     `avg_down=True`): `conv1` = Sequential(conv 3->32 s2, BN, ReLU, conv 32->32, BN, ReLU,
@@ -205,6 +195,9 @@ def test_resnet_d_timm_state_dict(tmp_path):
     conv = check_resnet_d(tmp_path, tmp_path / "resnet18d.pth", net, "torchvision")
     assert conv.arch == "resnet18" and conv.meta["deep_stem_layout"] == "timm"
     assert conv.dropped == {"heads": ["fc.weight", "fc.bias"]}
+    from transfer.convert.cli import summary
+
+    assert "stem deep (ResNet-D: three 3x3 convs, avg-pool shortcuts; timm names)" in summary(conv)
 
 
 def test_resnet_d_mmpretrain_and_mmdet_r50(tmp_path):

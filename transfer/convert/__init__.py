@@ -4,7 +4,8 @@ Two parts, the second built on the first:
 - torch only (what `unmix knn|linear|flatness` read checkpoints with; no mmdet, mmcv, mmengine):
   `load` (reading a file without running code from it), `formats` (every format as data: where
   it comes from, how it is recognised, its encoders and rename rules), `rules` (the pure
-  conversion `convert_state_dict`: a loaded object -> torchvision-named ResNet tensors) and
+  conversion `convert_state_dict`: a loaded object -> torchvision-named ResNet tensors),
+  `resnet_d` (ResNet-D: its reference encoder and the timm/mmpretrain/mmdet deep-stem names) and
   `conversion` (files in and out: `convert_file`, `save_conversion`, `load_conversion`,
   `build_encoder`);
 - mmdet: `mmdet_cfg` (the mmdet backbone config of a conversion), `verify` (mmdet's ResNet built

@@ -18,6 +18,8 @@ add_arguments = arguments.convert  # the options, in a module without torch (fas
 
 def stem_text(conv) -> str:
     m = conv.meta
+    if conv.stem == "deep":
+        return f"deep (ResNet-D: three 3x3 convs, avg-pool shortcuts; {m.get('deep_stem_layout')} names)"
     if conv.stem != "cifar":
         return conv.stem
     return f"cifar (3x3 conv1, padding {m.get('stem_padding', 1)}: {m.get('stem_padding_from', '?')})"
