@@ -40,6 +40,9 @@ def summary(conv, dst: Path | None = None) -> str:
                                 f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"))
     for note in m.get("assumptions", []):
         rows.append(("assumed", note))
+    if m.get("split_bn_collated"):
+        rows.append(("collated", f"SplitBatchNorm running statistics of {m['split_bn_collated']} splits "
+                                 "averaged, as lightly's SplitBatchNorm does in eval mode"))
     if m.get("filled_defaults"):
         rows.append(("filled", f"{len(m['filled_defaults'])} missing num_batches_tracked with 0"))
     v = m.get("verification")

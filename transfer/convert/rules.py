@@ -369,6 +369,32 @@ def _check_finite(tensors: Mapping[str, torch.Tensor], local: Mapping[str, tuple
            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
         raise ConvertError(f"the source has non-finite tensors: {_short(bad)}")
+    # A negative variance makes BN's output NaN (sqrt of var + eps) just the same.
+    neg = [local[k][0] if k in local else k for k, t in tensors.items()
+           if k.endswith("running_var") and bool((t < 0).any())]
+    if neg:
+        raise ConvertError(f"the source has negative BN running_var (its output is NaN): {_short(neg)}")
+
+
+def _collate_split_bn(tensors: dict[str, torch.Tensor], shapes: Mapping[str, tuple[int, ...]]
+                      ) -> int | None:
+    """lightly's SplitBatchNorm (lightly/models/batchnorm.py; ResNetGenerator(num_splits=S), its
+    MoCo CIFAR examples) keeps running statistics per simulated GPU, shape (C*S,), and evaluates
+    with their mean over the S splits (`SplitBatchNorm.train(False)`: `torch.mean(running_mean.
+    view(S, C), dim=0)`). Collated the same way when every BN of the encoder is split alike;
+    returns S (None: no split statistics)."""
+    stats = {k: t for k, t in tensors.items()
+             if k.endswith(("running_mean", "running_var")) and k in shapes and t.dim() == 1}
+    ratios = {k: t.shape[0] / shapes[k][0] for k, t in stats.items()}
+    if not stats or all(r == 1 for r in ratios.values()):
+        return None
+    s = ratios[next(iter(ratios))]
+    if s != int(s) or s < 2 or any(r != s for r in ratios.values()):
+        return None  # not SplitBatchNorm's layout: the shape check names the mismatch
+    s = int(s)
+    for k, t in stats.items():
+        tensors[k] = torch.mean(t.view(s, shapes[k][0]), dim=0)
+    return s
 
 
 def _dropped(obj: Any, spec: F.Format, renamed: dict[str, tuple[str, Any]],
@@ -468,9 +494,10 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
     arch, stem, meta_src = _checked_arch(obj, spec, tensors, arch)
     padding, padding_from, assumed = _stem_padding(obj, spec, stem, meta_src, stem_padding, sidecar,
                                                    naming["block_naming"])
+    shapes = target_shapes(arch, stem)
+    split_bn = _collate_split_bn(tensors, shapes)
     filled = _complete(tensors, arch, stem, prefix)
     _check_finite(tensors, local)
-    shapes = target_shapes(arch, stem)
     source_tensors = {k: tensors[k] for k in shapes}
     state_dict: dict[str, torch.Tensor] = {}
     src_dtypes: set[str] = set()
@@ -492,6 +519,7 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
         "top_level_keys": [str(k) for k in obj] if isinstance(obj, Mapping) and container else [],
         "dropped_counts": {r: len(ks) for r, ks in dropped.items()},
         "filled_defaults": filled,
+        "split_bn_collated": split_bn,
         "source_dtypes": sorted(src_dtypes),
         "sequential_children": {str(i): n for i, n in sorted(seq_map.items())},
         # ResNet-D: whose names the deep stem had; its avg-pool shortcuts are evidenced by the
