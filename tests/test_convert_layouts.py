@@ -463,14 +463,16 @@ def test_format_labels_name_the_library_recognised(tmp_path, build, fmt, roles):
     assert load_encoder(tmp_path / "ck.pth")[1]["format"] == fmt  # what kNN/linear records keep
 
 
-def test_docs_format_table_lists_every_format():
+def test_docs_format_table_is_the_formats_table():
     import re
     from pathlib import Path
 
-    from transfer.convert.formats import FORMATS
+    from transfer.convert.formats import FORMATS, table_rows
 
     text = (Path(__file__).parents[1] / "docs" / "convert.md").read_text()
-    assert re.findall(r"^\| `([\w-]+)` \|", text, flags=re.M) == list(FORMATS)
+    rows = [r for r in text.splitlines() if re.match(r"^\| `[\w-]+` \|", r)]
+    assert [re.match(r"^\| `([\w-]+)`", r).group(1) for r in rows] == list(FORMATS)
+    assert rows == table_rows()  # the table says what the rules do
 
 
 class SplitBN(nn.BatchNorm2d):
@@ -514,3 +516,13 @@ def test_lightly_split_batchnorm_statistics_are_collated(tmp_path):
     with torch.no_grad():
         got = build_mmdet_backbone(conv, out_indices=(3,))(x)[-1]
         assert torch.allclose(got, net.c5(x), rtol=1e-4, atol=1e-4)
+
+
+def test_a_lightning_module_of_ones_own_is_lightning(tmp_path, r18):
+    """Lightning 2.x `trainer.save_checkpoint` of a module with `self.model = resnet18()`: not
+    lightly, not solo-learn; the only ResNet is taken."""
+    from tests.test_convert_formats import lightning_ckpt
+
+    torch.save(lightning_ckpt(prefixed("model.", r18.state_dict())), tmp_path / "last.ckpt")
+    conv = check(tmp_path, tmp_path / "last.ckpt", r18, "lightning")
+    assert conv.meta["encoder_prefix"] == "model."

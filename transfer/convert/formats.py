@@ -4,7 +4,7 @@ which encoder it evaluates, and how its keys map to torchvision/mmdet ResNet nam
 Everything per format is data (`Format`): the top-level container, the encoders by name
 (container + key prefix), the default encoder, regex rename rules applied to the encoder's keys,
 and extra role rules for the dropped keys. Detection is an ordered list of predicates over the
-loaded object (`detect`). docs/convert.md renders the same table for users.
+loaded object (`detect`). docs/convert.md shows the same table (`table_rows`; a test keeps them equal).
 """
 from __future__ import annotations
 
@@ -122,20 +122,21 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
        {"online": Encoder("backbone."), "momentum": Encoder("momentum_backbone.")}, "online",
        notes="with `data.dataset` cifar10/100 solo-learn pads its 3x3 conv1 by 2 "
              "(solo/methods/base.py); the pad is kept (`stem_padding`)"),
-    _F("lightning", "PyTorch Lightning checkpoint (a `backbone` ResNet)",
-       "any LightningModule with a torchvision-named `self.backbone` (`trainer.save_checkpoint`)",
-       "`pytorch-lightning_version` and named `backbone.conv1.weight`, no solo-learn config",
+    _F("lightning", "PyTorch Lightning checkpoint",
+       "any LightningModule (`trainer.save_checkpoint`) with a ResNet under any name, e.g. a "
+       "torchvision-named `self.backbone`",
+       "`pytorch-lightning_version`, neither solo-learn's config nor lightly's layout",
        ("state_dict",),
-       {"online": Encoder("backbone."), "momentum": Encoder("momentum_backbone.")}, "online",
-       notes="a CIFAR stem's padding is not in the file: 1 is assumed and said so "
-             "(`--stem-padding`)"),
+       {"online": Encoder(None), "momentum": Encoder("momentum_backbone.")}, "online",
+       notes="`online` is the only ResNet that is not a momentum copy; a CIFAR stem's padding is "
+             "not in the file: 1 is assumed and said so (`--stem-padding`)"),
     _F("lightly", "lightly checkpoint (Lightning or plain PyTorch)",
        "lightly examples/benchmarks (Lightning `.ckpt`, or `torch.save(model.state_dict())` in "
        "examples/pytorch): `backbone = nn.Sequential(*resnet.children()[:-1])`, so `backbone.0.*` "
        "(conv1), `backbone.4.*` (layer1)...; also `model.backbone.*`, `backbone_momentum.*`, "
        "`projection_head.layers.*`, `prediction_head.layers.*` (lightly/models/modules/heads.py)",
-       "`pytorch-lightning_version` otherwise; without it, lightly's head keys "
-       "`projection_head.layers.*` / `prediction_head.layers.*`",
+       "lightly's own keys: `backbone_momentum.*`, `projection_head(_momentum).layers.*` / "
+       "`prediction_head.layers.*`, or in a Lightning file the Sequential `(model.)backbone.N.*`",
        ("state_dict",),
        {"online": Encoder(None), "momentum": Encoder("backbone_momentum.")}, "online",
        notes="`online` is the only non-momentum ResNet in the checkpoint"),
@@ -353,6 +354,11 @@ def _has_top(obj: Any, *names: str) -> bool:
     return isinstance(obj, Mapping) and all(n in obj for n in names)
 
 
+# Keys only lightly's models have (lightly/models/modules/heads.py heads keep `self.layers`; its
+# examples build `backbone = nn.Sequential(*resnet.children()[:-1])` and `backbone_momentum`).
+LIGHTLY_KEYS = (r"^(model\.)?backbone_momentum\.|"
+                r"^(model\.)?(projection_head|prediction_head)(_momentum)?\.layers\.")
+
 # Ordered: the first predicate that holds names the format. Each looks only at the structure.
 # Each predicate gets (object, its keys, sidecar files found beside the checkpoint).
 DETECTORS: tuple[tuple[str, Callable[[Any, list[str], Any], bool]], ...] = (
@@ -365,10 +371,9 @@ DETECTORS: tuple[tuple[str, Callable[[Any, list[str], Any], bool]], ...] = (
      or _any(_keys(o, ("model_state_dict",)), r"^(base_model\.)?_feature_blocks\.conv1\.weight$")),
     ("solo-learn", lambda o, k, s: _has_top(o, "pytorch-lightning_version")
      and _any(k, r"^backbone\.conv1\.weight$") and find_solo_learn_cfg(o, s)[0] is not None),
-    ("lightning", lambda o, k, s: _has_top(o, "pytorch-lightning_version")
-     and _any(k, r"^backbone\.conv1\.weight$")),
-    ("lightly", lambda o, k, s: _has_top(o, "pytorch-lightning_version")),
-    ("lightly", lambda o, k, s: _any(k, r"^(projection_head|prediction_head)\.layers\.")),
+    ("lightly", lambda o, k, s: _any(k, LIGHTLY_KEYS) or (
+        _has_top(o, "pytorch-lightning_version") and _any(k, r"^(model\.)?backbone\.\d+\."))),
+    ("lightning", lambda o, k, s: _has_top(o, "pytorch-lightning_version")),
     ("densecl", lambda o, k, s: _any(k, r"^encoder_q\.0\.conv1\.weight$") and _any(k, r"^queue2$")),
     ("pixpro", lambda o, k, s: _any(k, r"^encoder\.conv1\.weight$") and _any(k, r"^encoder_k\.")
      and _any(k, r"^projector_k\.")),
@@ -407,3 +412,13 @@ def role_of(key: str, fmt: Format) -> str:
         if re.search(pattern, key):
             return role
     return "other"
+
+
+def table_rows() -> list[str]:
+    """docs/convert.md's format table, one Markdown row per format (a test keeps them equal)."""
+    rows = []
+    for f in FORMATS.values():
+        encs = ", ".join(f"`{n}`" + (" (default)" if n == f.default_encoder else "") for n in f.encoders)
+        rows.append(f"| `{f.name}` | {f.title}: {f.source} | {f.detected_by} | {encs}."
+                    f"{' ' + f.notes if f.notes else ''} |")
+    return rows
