@@ -18,7 +18,7 @@ from pretrain import augment
 from pretrain.backbones import build_resnet
 from pretrain.methods import build_method
 from pretrain.methods.simclr import SimCLR
-from pretrain.methods.swav import SwAV
+from pretrain.methods.swav import SwAV, queue_rows
 from pretrain.mixing import mix, sample_mix
 from pretrain.optim import build_optimizer, lr_at
 from pretrain.train import _model_meta, load_config
@@ -57,7 +57,7 @@ def test_swav_cifar_recipe_numbers(name):
     assert (m["arch"], m["stem"], m["stem_padding"]) == ("resnet18_bottleneck", "cifar", 2)
     assert (m["hidden_dim"], m["dim"], m["n_prototypes"]) == (512, 128, 100)
     assert (m["T"], m["eps"], m["sinkhorn_iters"], list(m["crops_for_assign"])) == (0.1, 0.05, 3, [0, 1])
-    assert m["queue_length"] == 120 - 120 % (128 * 1) == 0
+    assert m["queue_length"] == 120 and queue_rows(120, 1, 128) == 0  # M:229: no queue on one GPU
     assert m["freeze_prototypes_iters"] == 5005
     assert (o["type"], o["lr"], o["momentum"], o["weight_decay"], o["eta"]) == ("larc", 0.6, 0.9, 1e-6, 0.001)
     assert o["exclude_bias_and_norm"] is False and "base_batch_size" not in o

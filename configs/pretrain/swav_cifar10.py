@@ -10,11 +10,12 @@ optimizer = dict(_delete_=True, type='larc', lr=0.6, momentum=0.9, weight_decay=
 # 1 then a 3x3 stride-1 conv1 padded by 1 (stem padding 2), no max-pool: R:158, 176-181, 279-284.
 # Head 2048 -> 512 (BN, ReLU) -> 128, L2-normalised: S:15, M:70, R:206-211, M:166; 100 prototypes: S:31;
 # T 0.1, eps 0.05: S:67-68; 3 Sinkhorn iterations, codes of crops 0 and 1: M:60, M:68.
-# Queue: S:32 asks for 120, but M:229 rounds it down to a multiple of batch x GPUs (128 x 1): 0, no queue.
+# Queue: S:32 passes 120, which M:229 rounds down to a multiple of batch x GPUs (128 x 1): 0, no queue
+# (pretrain.methods.swav.queue_rows rounds the same way).
 # Prototypes frozen for the first 5005 iterations: S:35, M:445-448.
 model = dict(arch='resnet18_bottleneck', stem='cifar', stem_padding=2, hidden_dim=512, dim=128,
              n_prototypes=100, T=0.1, eps=0.05, sinkhorn_iters=3, crops_for_assign=[0, 1],
-             queue_length=0, freeze_prototypes_iters=5005)
+             queue_length=120, freeze_prototypes_iters=5005)
 # Per-iteration schedule: linear warm-up from 0 over 5 epochs, then cosine to 0.0006: S:27-28, M:92-93,
 # M:193-197. Epochs: S:24 ships 400; the README's result tables run 200-1000 with the same script and
 # its headline numbers (C10 93.0, C100 69.9) are the 1000-epoch rows (UnMix_SwAV/for_CIFAR/README.md:44-45, 64-65).
