@@ -32,7 +32,7 @@ from unmix.core.errors import Refused, UnmixError
 from transfer.convert.conversion import save_conversion
 from transfer.convert.mmdet_cfg import mmdet_backbone_cfg
 from transfer.convert.verify import convert_and_verify
-from transfer.detection import arguments, checkpoints, protocols
+from transfer.detection import arguments, checkpoints, options, protocols
 
 DEFAULT_WORK_ROOT = Path("work_dirs") / "finetune"
 BACKBONE_NAME = "backbone.pth"
@@ -212,8 +212,8 @@ def build_config(protocol: str, bn: str | None, seed: int, work_dir: Path, data_
     """The protocol config with this run applied. Returns (cfg, protocol section of the record)."""
     meta = protocols.get(protocol)
     cfg = protocols.load_config(protocol)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    # lists where the config has tuples become tuples; a key naming nothing is refused
+    cfg_options = options.apply(cfg, cfg_options)
     if data_root:
         protocols.set_data_root(cfg, data_root)
     root = protocols.data_root_of(cfg)

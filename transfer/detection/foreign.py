@@ -16,7 +16,7 @@ from unmix.core import files, records
 from unmix.core.env import env_info
 from unmix.core.errors import UnmixError
 from unmix.core.files import sha256_file
-from transfer.detection import checkpoints, protocols
+from transfer.detection import checkpoints, options, protocols
 from transfer.detection.finetune import build_config
 
 DEFAULT_ROOT = Path("work_dirs") / "evaluate"
@@ -34,8 +34,7 @@ def _mmdet_config(config: str, data_root: str | None, cfg_options: dict | None):
         cfg = Config.fromfile(str(path))
     except Exception as e:  # a syntax error or a missing base: one line, naming the file
         raise UnmixError(f"{path}: cannot load config ({type(e).__name__}: {e})") from None
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    cfg_options = options.apply(cfg, cfg_options)
     if data_root:
         protocols.set_data_root(cfg, str(Path(data_root).absolute()))
     protocols.use_unmix_datasets(cfg)

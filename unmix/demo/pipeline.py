@@ -184,7 +184,8 @@ def detection_overrides(config: Path = DETECTION_CONFIG, extra: dict[str, Any] |
         child.merge_from_dict(extra)
     base = protocols.load_config(PROTOCOL)
     # file-local names of the demo config, not config entries
-    skip = {"classes", "scale", "channels", "epochs", "train_pipeline", "test_pipeline", "_voc", "_test"}
+    skip = {"classes", "scale", "channels", "epochs", "train_pipeline", "test_pipeline", "_voc", "_test",
+            "vis_backends"}
     c = {k: v for k, v in child.to_dict().items() if k not in skip}
     return config_overrides(base.to_dict(), c)
 
