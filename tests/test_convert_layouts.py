@@ -316,8 +316,11 @@ def test_lightly_resnet_generator_shortcut_blocks(tmp_path):
     sd = prefixed("backbone.", seq.state_dict()) | prefixed("projection_head.layers.0.", nn.Linear(512, 8).state_dict())
     torch.save(lightning_ckpt(sd), tmp_path / "lightly.ckpt")
     torch.save(net.state_dict(), tmp_path / "resnet18_cifar.pth")
+    # kuangliu/pytorch-cifar main.py: {'net': DataParallel(net).state_dict(), 'acc', 'epoch'}.
+    torch.save({"net": prefixed("module.", net.state_dict()), "acc": 95.1, "epoch": 199}, tmp_path / "ckpt.pth")
     x = torch.randn(2, 3, 32, 32)
-    for name, fmt in (("lightly.ckpt", "lightly"), ("resnet18_cifar.pth", "lightly-resnet")):
+    for name, fmt in (("lightly.ckpt", "lightly"), ("resnet18_cifar.pth", "cifar-resnet"),
+                      ("ckpt.pth", "cifar-resnet")):
         conv = convert_and_verify(tmp_path / name)
         assert conv.format == fmt and conv.stem == "cifar" and conv.meta["block_naming"] == "shortcut"
         assert conv.meta["stem_padding"] == 1 and not conv.meta["assumptions"]
@@ -331,7 +334,7 @@ def test_lightly_resnet_generator_shortcut_blocks(tmp_path):
             got = build_mmdet_backbone(conv, out_indices=(3,))(x)[-1]
             assert got.shape == (2, 512, 4, 4)
             assert torch.allclose(got, net.c5(x), rtol=1e-4, atol=1e-4)
-    assert conv.dropped == {"heads": ["linear.weight", "linear.bias"]}
+    assert conv.dropped == {"heads": ["module.linear.weight", "module.linear.bias"]}
 
 
 # --------------------------------------------------------------------------- broken sources

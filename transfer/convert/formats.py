@@ -264,12 +264,13 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
        ("model", "state_dict"),
        {"encoder": Encoder(None)}, "encoder", renames=DETECTRON2_RENAMES,
        notes="read through a restricted unpickler (numpy arrays and containers only)"),
-    _F("lightly-resnet", "lightly ResNetGenerator (CIFAR ResNet, `shortcut` blocks)",
-       "lightly/models/resnet.py `ResNetGenerator('resnet-18'...)` state dicts: conv1 3x3 "
-       "padding 1, no max-pool, blocks with `shortcut.0/1` (1x1 conv, BN) instead of torchvision's "
-       "`downsample`, classifier `linear`",
+    _F("cifar-resnet", "CIFAR ResNet with `shortcut` blocks (lightly ResNetGenerator, kuangliu)",
+       "lightly/models/resnet.py `ResNetGenerator('resnet-18'...)` and kuangliu/pytorch-cifar "
+       "models/resnet.py (main.py saves `{'net','acc','epoch'}`, `module.` from DataParallel): "
+       "conv1 3x3 padding 1, no max-pool, blocks with `shortcut.0/1` (1x1 conv, BN) instead of "
+       "torchvision's `downsample`, classifier `linear`",
        "root `conv1.weight` and `layerN.M.shortcut.0.weight`",
-       ("state_dict", "model"), {"encoder": Encoder("")}, "encoder",
+       ("state_dict", "model", "net"), {"encoder": Encoder("")}, "encoder",
        notes="`shortcut` -> `downsample` (in every format, e.g. lightly's Lightning `backbone.N.*` "
              "of a ResNetGenerator), `linear` dropped as the head; the blocks are otherwise "
              "torchvision's; the naming is evidence for the stem padding (1)"),
@@ -392,8 +393,8 @@ DETECTORS: tuple[tuple[str, Callable[[Any, list[str], Any], bool]], ...] = (
     ("mmpretrain", lambda o, k, s: _any(k, r"^backbone\.") and (
         _has_top(o, "meta") or _has_top(o, "message_hub")
         or _any(k, r"^(data_preprocessor|neck)\.|^(encoder_k|target_net|momentum_encoder)\.module\."))),
-    ("lightly-resnet", lambda o, k, s: _any(k, r"^conv1\.weight$")
-     and _any(k, r"^layer[1-4]\.\d+\.shortcut\.0\.weight$")),
+    ("cifar-resnet", lambda o, k, s: _any(_keys(o, ("net",)), r"^layer[1-4]\.\d+\.shortcut\.0\.weight$")
+     and _any(_keys(o, ("net",)), r"^conv1\.weight$")),
     ("torchvision", lambda o, k, s: _any(k, r"^conv1\.(0\.)?weight$") and _any(k, r"^layer1\.0\.")),
     ("sequential", lambda o, k, s: _any(k, r"^\d+\.weight$") and _any(k, r"^\d+\.0\.conv1\.weight$")),
 )

@@ -24,9 +24,11 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
+import torch
 from torch import nn
 
 from pretrain.backbones import ARCHS, ResNet, build_resnet
+from transfer.convert.checks import ConvertError
 
 STEM = "deep"
 TITLE = "ResNet-D (deep stem, avg-pool downsample)"
@@ -73,6 +75,29 @@ class ResNetD(ResNet):
 
     def _forward_impl(self, x):  # torchvision's forward calls this
         return self.fc(self.avgpool(self.forward_stages(x)[-1]).flatten(1))
+
+
+def deep_stem_channels(sd: Mapping[str, torch.Tensor]) -> int:
+    """Output channels C of a ResNet-D deep stem (3x3 convs 3 -> C/2 -> C/2 -> C, mmdet names),
+    after checking that its shortcuts are ResNet-D's (avg-pool, then a stride-1 conv)."""
+    shapes = [tuple(sd[f"stem.{i}.weight"].shape) if f"stem.{i}.weight" in sd else None
+              for i in (0, 3, 6)]
+    if None in shapes or any(len(s) != 4 or s[2:] != (3, 3) for s in shapes):
+        raise ConvertError(f"deep stem: expected three 3x3 convs, found {shapes}")
+    c = shapes[2][0]
+    if shapes[0][1] != 3:
+        raise ConvertError(f"deep stem takes {shapes[0][1]} input channels, not 3 (RGB)")
+    if not (shapes[0][0] == shapes[1][0] == shapes[1][1] == shapes[2][1] == c // 2):
+        raise ConvertError(
+            f"deep stem widths {shapes[0][0]}-{shapes[1][0]}-{c}: only ResNet-D's C/2-C/2-C stem "
+            "(timm stem_type='deep', mmdet/mmpretrain ResNetV1d) is supported, not e.g. timm's "
+            "'deep_tiered' (resnet*t)")
+    plain = sorted(k for k in sd if re.match(r"layer[1-4]\.\d+\.downsample\.0\.weight$", k))
+    if plain:
+        raise ConvertError(
+            f"deep stem with strided-conv shortcuts ({plain[0]}): ResNet-C (e.g. timm resnet50c) "
+            "is not supported; ResNet-D (deep stem, avg-pool shortcuts) is")
+    return c
 
 
 def build_reference(arch: str, stem: str) -> nn.Module:

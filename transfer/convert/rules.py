@@ -16,10 +16,10 @@ import torch
 
 from pretrain.backbones import ARCHS
 from transfer.convert import formats as F
-from transfer.convert import resnet_d
+from transfer.convert import checks, resnet_d
+from transfer.convert.checks import ConvertError, short as _short
 from transfer.convert import stem as stem_evidence
 from pretrain.schema import pretrain_summary
-from unmix.core.errors import UnmixError
 
 CONVERTER_VERSION = "1.0"
 _NAMED_ANCHOR = "layer1.0.conv1.weight"
@@ -45,10 +45,6 @@ class Conversion:
     source_tensors: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
 
-class ConvertError(UnmixError):
-    """A conversion problem; `convert_file` prefixes the file name."""
-
-
 # ------------------------------------------------------------------------------------ helpers
 def _as_tensor(v: Any) -> torch.Tensor:
     if isinstance(v, torch.Tensor):
@@ -63,11 +59,6 @@ def _storage_id(v: Any) -> tuple:
         except RuntimeError:
             return ("id", id(v))
     return ("id", id(v))
-
-
-def _short(keys: list[str], n: int = 4) -> str:
-    more = f", ... ({len(keys)} in all)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
 
 
 def _rename(key: str, rules: tuple[tuple[str, str], ...]) -> str:
@@ -125,33 +116,10 @@ def _sequential_names(local: Mapping[str, Any]) -> dict[int, str]:
 
 
 # ---------------------------------------------------------------------------------- arch
-def _deep_stem_channels(sd: Mapping[str, torch.Tensor]) -> int:
-    """Output channels C of a ResNet-D deep stem (3x3 convs 3 -> C/2 -> C/2 -> C, mmdet names),
-    after checking that its shortcuts are ResNet-D's (avg-pool, then a stride-1 conv)."""
-    shapes = [tuple(sd[f"stem.{i}.weight"].shape) if f"stem.{i}.weight" in sd else None
-              for i in (0, 3, 6)]
-    if None in shapes or any(len(s) != 4 or s[2:] != (3, 3) for s in shapes):
-        raise ConvertError(f"deep stem: expected three 3x3 convs, found {shapes}")
-    c = shapes[2][0]
-    if shapes[0][1] != 3:
-        raise ConvertError(f"deep stem takes {shapes[0][1]} input channels, not 3 (RGB)")
-    if not (shapes[0][0] == shapes[1][0] == shapes[1][1] == shapes[2][1] == c // 2):
-        raise ConvertError(
-            f"deep stem widths {shapes[0][0]}-{shapes[1][0]}-{c}: only ResNet-D's C/2-C/2-C stem "
-            "(timm stem_type='deep', mmdet/mmpretrain ResNetV1d) is supported, not e.g. timm's "
-            "'deep_tiered' (resnet*t)")
-    plain = sorted(k for k in sd if re.match(r"layer[1-4]\.\d+\.downsample\.0\.weight$", k))
-    if plain:
-        raise ConvertError(
-            f"deep stem with strided-conv shortcuts ({plain[0]}): ResNet-C (e.g. timm resnet50c) "
-            "is not supported; ResNet-D (deep stem, avg-pool shortcuts) is")
-    return c
-
-
 def infer_arch(sd: Mapping[str, torch.Tensor]) -> tuple[str, str]:
     """(arch, stem) from the tensors alone; ConvertError when they are no supported ResNet."""
     if "conv1.weight" not in sd and "stem.0.weight" in sd:
-        stem, stem_ch = resnet_d.STEM, _deep_stem_channels(sd)
+        stem, stem_ch = resnet_d.STEM, resnet_d.deep_stem_channels(sd)
     else:
         w = sd.get("conv1.weight")
         if w is None or w.dim() != 4:
@@ -280,25 +248,8 @@ def _local_keys(renamed: dict[str, tuple[str, Any]], prefix: str
     ({'deep_stem_layout': timm/mmpretrain/mmdet or None, 'block_naming': 'shortcut' or None})."""
     local, seq_map = _sequential_local(renamed, prefix)
     local, deep = resnet_d.deep_stem_names(local)
-    local, shortcut = _shortcut_names(local)
+    local, shortcut = checks.shortcut_names(local)
     return local, seq_map, {"deep_stem_layout": deep, "block_naming": shortcut}
-
-
-# lightly's ResNetGenerator (lightly/models/resnet.py) and kuangliu/pytorch-cifar name a block's
-# projection shortcut `shortcut` = Sequential(1x1 conv with the block's stride, BN), where
-# torchvision has `downsample`; the blocks are otherwise torchvision's (same names, stride on the
-# 3x3 conv, ReLU after the sum).
-_SHORTCUT = re.compile(r"^(layer[1-4]\.\d+\.)shortcut\.([01])\.")
-
-
-def _shortcut_names(local: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    if not any(_SHORTCUT.match(k) for k in local):
-        return local, None
-    if any(".downsample." in k for k in local):
-        raise ConvertError("blocks named both `shortcut` and `downsample`: unsupported block naming")
-    # ResNetGenerator's classifier is `linear` (torchvision's `fc`): dropped as a head.
-    return {re.sub(r"^linear\.", "fc.", _SHORTCUT.sub(r"\1downsample.\2.", k)): v
-            for k, v in local.items()}, "shortcut"
 
 
 def _sequential_local(renamed: dict[str, tuple[str, Any]], prefix: str
@@ -360,41 +311,6 @@ def _complete(tensors: dict[str, torch.Tensor], arch: str, stem: str, prefix: st
     if bad:
         raise ConvertError(f"shape mismatch with {arch}: {_short(bad, 3)}")
     return filled
-
-
-def _check_finite(tensors: Mapping[str, torch.Tensor], local: Mapping[str, tuple[str, Any]]) -> None:
-    """A NaN/inf weight (a diverged run) makes every feature NaN: name it instead of letting the
-    verification report 'max |diff| nan'."""
-    bad = [local[k][0] if k in local else k for k, t in tensors.items()
-           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
-    if bad:
-        raise ConvertError(f"the source has non-finite tensors: {_short(bad)}")
-    # A negative variance makes BN's output NaN (sqrt of var + eps) just the same.
-    neg = [local[k][0] if k in local else k for k, t in tensors.items()
-           if k.endswith("running_var") and bool((t < 0).any())]
-    if neg:
-        raise ConvertError(f"the source has negative BN running_var (its output is NaN): {_short(neg)}")
-
-
-def _collate_split_bn(tensors: dict[str, torch.Tensor], shapes: Mapping[str, tuple[int, ...]]
-                      ) -> int | None:
-    """lightly's SplitBatchNorm (lightly/models/batchnorm.py; ResNetGenerator(num_splits=S), its
-    MoCo CIFAR examples) keeps running statistics per simulated GPU, shape (C*S,), and evaluates
-    with their mean over the S splits (`SplitBatchNorm.train(False)`: `torch.mean(running_mean.
-    view(S, C), dim=0)`). Collated the same way when every BN of the encoder is split alike;
-    returns S (None: no split statistics)."""
-    stats = {k: t for k, t in tensors.items()
-             if k.endswith(("running_mean", "running_var")) and k in shapes and t.dim() == 1}
-    ratios = {k: t.shape[0] / shapes[k][0] for k, t in stats.items()}
-    if not stats or all(r == 1 for r in ratios.values()):
-        return None
-    s = ratios[next(iter(ratios))]
-    if s != int(s) or s < 2 or any(r != s for r in ratios.values()):
-        return None  # not SplitBatchNorm's layout: the shape check names the mismatch
-    s = int(s)
-    for k, t in stats.items():
-        tensors[k] = torch.mean(t.view(s, shapes[k][0]), dim=0)
-    return s
 
 
 def _dropped(obj: Any, spec: F.Format, renamed: dict[str, tuple[str, Any]],
@@ -495,9 +411,9 @@ def convert_state_dict(obj: Any, *, arch: str | None = None, fmt: str | None = N
     padding, padding_from, assumed = _stem_padding(obj, spec, stem, meta_src, stem_padding, sidecar,
                                                    naming["block_naming"])
     shapes = target_shapes(arch, stem)
-    split_bn = _collate_split_bn(tensors, shapes)
+    split_bn = checks.collate_split_bn(tensors, shapes)
     filled = _complete(tensors, arch, stem, prefix)
-    _check_finite(tensors, local)
+    checks.check_finite(tensors, local)
     source_tensors = {k: tensors[k] for k in shapes}
     state_dict: dict[str, torch.Tensor] = {}
     src_dtypes: set[str] = set()

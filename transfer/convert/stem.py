@@ -24,7 +24,8 @@ COMMON_CIFAR_PADDING = 1
 # lightly/models/resnet.py (ResNetGenerator) and kuangliu/pytorch-cifar models/resnet.py, the
 # CIFAR ResNets whose blocks say `shortcut`: nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1).
 SHORTCUT_PADDING = 1
-SHORTCUT_LAYOUT = "the `shortcut` block naming of lightly's ResNetGenerator (lightly/models/resnet.py: padding 1)"
+SHORTCUT_LAYOUT = ("the `shortcut` block naming of lightly's ResNetGenerator / kuangliu's CIFAR "
+                   "ResNet (lightly/models/resnet.py, kuangliu/pytorch-cifar models/resnet.py: padding 1)")
 ASSUMED = (f"CIFAR stem padding {COMMON_CIFAR_PADDING} assumed: the file does not record it "
            "(pass --stem-padding N if the source padded its 3x3 conv1 otherwise)")
 
