@@ -264,6 +264,7 @@ def _ddp_worker(rank: int, path: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.timeout(180)  # a fork after OpenMP started can deadlock under load: fail fast, not in 15 min
 def test_each_process_keeps_its_own_queue():
     """Two gloo processes with different crops: under DDP each queue (16 // 2 rows) is the one the
     process fills alone, not rank 0's broadcast."""
