@@ -22,13 +22,7 @@ SMALL = {  # tiny heads / queues so the tests stay fast
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The test machine's cores are shared: one intra-op thread is several times faster here."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def views(n_small: int = 0, seed: int = 0) -> list[torch.Tensor]:

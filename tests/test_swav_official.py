@@ -26,12 +26,7 @@ from unmix.core.config import load_config
 T, EPS, ITERS = 0.1, 0.05, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def make(prob: float, queue_length: int = 0, **kw) -> torch.nn.Module:
