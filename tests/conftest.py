@@ -24,3 +24,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A child a timed-out test left behind (a torch.multiprocessing worker is not a daemon) would
+    keep the interpreter from exiting, and CI would wait its 90 minutes after the last test: kill
+    what is left before Python's exit handlers join it."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join(5)

@@ -9,13 +9,14 @@ import copy
 import inspect
 import math
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch.nn import functional as F
 
 from pretrain.methods import build_method
@@ -259,14 +260,31 @@ def _ddp_worker(rank: int, path: str, out: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.timeout(180)  # a fork after OpenMP started can deadlock under load: fail fast, not in 15 min
+def _run_workers(tmp: str, timeout: float = 240.0) -> None:
+    """Two fresh interpreters (no fork: a fork after OpenMP started deadlocked under load, and a
+    hung forked child then blocked the interpreter's exit for the rest of CI), killed at timeout."""
+    here = str(Path(__file__).resolve().parent)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from test_swav_official import _ddp_worker;"
+            " _ddp_worker(int(sys.argv[2]), sys.argv[3], sys.argv[4])")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(here).parent),
+                                                          os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, "-c", code, here, str(r), os.path.join(tmp, "init"),
+                               os.path.join(tmp, "q")], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for r in range(2)]
+    try:
+        outs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out[-3000:]
+
+
 def test_each_process_keeps_its_own_queue():
     """Two gloo processes with different crops: under DDP each queue (16 // 2 rows) is the one the
     process fills alone, not rank 0's broadcast."""
     with tempfile.TemporaryDirectory() as tmp:
-        # fork: the children need not import torch again (a spawn costs seconds per process)
-        mp.start_processes(_ddp_worker, args=(os.path.join(tmp, "init"), os.path.join(tmp, "q")),
-                           nprocs=2, start_method="fork")
+        _run_workers(tmp)
         q = [torch.load(os.path.join(tmp, f"q.{r}")) for r in range(2)]
     for r in range(2):
         assert q[r]["ddp"].shape == (2, 8, 4) and q[r]["ddp"][:, -1].abs().sum() > 0
