@@ -71,3 +71,42 @@ def load(path: str | os.PathLike) -> dict:
         raise UnmixError(f"{path}: checkpoint version {obj.get('version')} (this unmix reads "
                          f"{', '.join(map(str, READABLE_VERSIONS))})")
     return obj
+
+
+def rank_state_path(work_dir: str | os.PathLike, rank: int) -> Path:
+    """One file per process, as the official SwAV code's `queue<rank>.pth` (main_swav_unmix.py)."""
+    return Path(work_dir) / f"queue{int(rank)}.pth"
+
+
+def save_rank_state(work_dir: str | os.PathLike, buffers: dict[str, torch.Tensor], rank: int,
+                    world: int, epoch: int) -> Path:
+    """Write this process's own buffers (SwAV's queue: each process enqueues only its own
+    embeddings, so rank 0's copy in latest.pth is not the others'), tagged with the process
+    layout and the epoch so a resume can tell a stale or foreign file."""
+    path = rank_state_path(work_dir, rank)
+    torch_save({"buffers": {k: v.detach().cpu() for k, v in buffers.items()}, "rank": int(rank),
+                "world_size": int(world), "epoch": int(epoch)}, path)
+    return path
+
+
+def load_rank_state(work_dir: str | os.PathLike, rank: int, world: int,
+                    epoch: int) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """This process's buffers saved at `epoch` by a run with `world` processes, or None and the
+    one-line reason (the caller then starts them empty, as the official code does when no queue
+    file is found)."""
+    path = rank_state_path(work_dir, rank)
+    if not path.is_file():
+        return None, f"{path}: not found; rank {rank} starts its queue empty"
+    try:
+        obj = torch_load(path)
+    except UnmixError as e:  # the weights resume fine; only this process's queue is lost
+        return None, f"{e}; rank {rank} starts its queue empty"
+    if not isinstance(obj, dict) or not isinstance(obj.get("buffers"), dict):
+        return None, f"{path}: not a queue file; rank {rank} starts its queue empty"
+    if int(obj.get("world_size", -1)) != int(world):
+        return None, (f"{path}: saved by a run with {obj.get('world_size')} processes, this one has "
+                      f"{world}; rank {rank} starts its queue empty")
+    if int(obj.get("epoch", -1)) != int(epoch):
+        return None, (f"{path}: saved at epoch {obj.get('epoch')}, the checkpoint is at epoch "
+                      f"{epoch}; rank {rank} starts its queue empty")
+    return obj["buffers"], f"{path}: rank {rank} restored its own queue"

@@ -369,8 +369,39 @@ def resume_state(run: Run) -> int:
     if run.scaler is not None and state.get("scaler"):
         run.scaler.load_state_dict(state["scaler"])
     ckpt.set_rng_state(state["rng"])
+    restore_process_state(run, int(state["epoch"]))
     run.log.info(f"resumed from {path} at epoch {int(state['epoch'])}")
     return int(state["epoch"])
+
+
+def save_process_state(run: Run, epoch: int) -> None:
+    """Every process writes its own per-process buffers (SwAV's queue); latest.pth has rank 0's."""
+    names = getattr(run.model, "per_process_buffers", ())
+    if names:
+        ckpt.save_rank_state(run.work_dir, {n: getattr(run.model, n) for n in names}, run.rank,
+                             run.world, epoch)
+
+
+@torch.no_grad()
+def restore_process_state(run: Run, epoch: int) -> None:
+    """Each process reloads its own buffers; without a matching file (another process count, a
+    stale epoch, an older run) they start empty, as the official code's queue without a file,
+    never as rank 0's copy from latest.pth."""
+    names = getattr(run.model, "per_process_buffers", ())
+    if not names:
+        return
+    saved, msg = ckpt.load_rank_state(run.work_dir, run.rank, run.world, epoch)
+    for n in names:
+        buf = getattr(run.model, n)
+        if saved is not None and n in saved and saved[n].shape == buf.shape:
+            buf.copy_(saved[n])
+        else:
+            if saved is not None:
+                msg = f"{ckpt.rank_state_path(run.work_dir, run.rank)}: {n} has shape " \
+                      f"{tuple(saved[n].shape) if n in saved else None}, this run's is " \
+                      f"{tuple(buf.shape)}; rank {run.rank} starts it empty"
+            buf.zero_()
+    run.log.info(msg)
 
 
 def build_data(run: Run) -> None:
@@ -566,6 +597,7 @@ def end_epoch(run: Run, epoch: int, means: dict[str, float], seconds: float) -> 
     run.log.info(msg)
     for key, v in means.items():
         run.writer.add_scalar(f"epoch/{key}", v, epoch + 1)
+    save_process_state(run, epoch + 1)
     if run.rank == 0:
         keep = (epoch + 1) % int(run.tcfg.get("checkpoint_interval", 10)) == 0 or epoch + 1 == run.epochs
         meta = _model_meta(run.cfg, run.mcfg, run.dcfg, epoch + 1, run.epochs)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -22,6 +23,7 @@ from torch.nn import functional as F
 from pretrain.methods import build_method
 from pretrain.methods.swav import SwAV, queue_rows
 from pretrain.mixing import sample_beta
+from pretrain.train import restore_process_state, save_process_state
 from unmix.core.config import load_config
 
 T, EPS, ITERS = 0.1, 0.05, 3
@@ -236,6 +238,51 @@ def test_queue_of_another_layout_restarts_empty():
     big.queue.fill_(1.0)
     small.load_state_dict(big.state_dict())
     assert small.queue.shape == (2, 8, 16) and small.queue.abs().sum() == 0
+
+
+def _rank_run(work_dir: Path, rank: int, world: int, messages: list[str]) -> SimpleNamespace:
+    """What save/restore_process_state read from a Run, for process `rank` of `world`."""
+    model = make(0.5, queue_length=16, batch_size=4, world_size=world)
+    log = SimpleNamespace(info=messages.append)
+    return SimpleNamespace(model=model, work_dir=work_dir, rank=rank, world=world, log=log)
+
+
+def test_resume_restores_each_process_its_own_queue(tmp_path):
+    """Official main_swav_unmix.py saves and reloads queue<rank>.pth per process: each rank of a
+    2-process resume gets back its own queue, not rank 0's copy inside latest.pth."""
+    msgs: list[str] = []
+    saved = []
+    for rank in range(2):
+        run = _rank_run(tmp_path, rank, 2, msgs)
+        run.model.queue.copy_(torch.randn(run.model.queue.shape,
+                                          generator=torch.Generator().manual_seed(rank)))
+        saved.append(run.model.queue.clone())
+        save_process_state(run, epoch=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["queue0.pth", "queue1.pth"]
+    for rank in range(2):
+        run = _rank_run(tmp_path, rank, 2, msgs)
+        run.model.queue.copy_(saved[0])  # what latest.pth's state dict would have put there
+        restore_process_state(run, epoch=3)
+        torch.testing.assert_close(run.model.queue, saved[rank], rtol=0, atol=0)
+    assert (saved[0] - saved[1]).abs().max() > 0.1
+
+
+@pytest.mark.parametrize("world, epoch, rank, why", [
+    (3, 3, 0, "saved by a run with 2 processes, this one has 3"),   # another process count
+    (2, 4, 1, "saved at epoch 3"),                                   # a file older than latest.pth
+    (4, 3, 3, "not found"),                                          # a rank that had no file
+])
+def test_resume_without_a_matching_queue_file_starts_it_empty(tmp_path, world, epoch, rank, why):
+    for r in range(2):
+        run = _rank_run(tmp_path, r, 2, [])
+        run.model.queue.fill_(1.0)
+        save_process_state(run, epoch=3)
+    msgs: list[str] = []
+    run = _rank_run(tmp_path, rank, world, msgs)
+    run.model.queue.fill_(2.0)  # rank 0's queue from latest.pth must not survive either
+    restore_process_state(run, epoch=epoch)
+    assert run.model.queue.abs().sum() == 0
+    assert len(msgs) == 1 and "\n" not in msgs[0] and why in msgs[0] and "empty" in msgs[0], msgs
 
 
 def _ddp_worker(rank: int, path: str, out: str) -> None:

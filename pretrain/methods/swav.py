@@ -65,6 +65,10 @@ class SwAV(nn.Module):
         stem_padding: padding of the CIFAR stem's 3x3 conv1 (2 in the official CIFAR code).
     """
 
+    # saved and restored per process by the training loop (pretrain/checkpoint.py): each
+    # process's queue holds its own embeddings, as the official queue<rank>.pth files
+    per_process_buffers = ("queue",)
+
     def __init__(self, arch: str = "resnet50", stem: str = "imagenet",
                  unmix: Mapping | UnMixConfig | bool | None = None, dim: int = 128,
                  hidden_dim: int = 2048, n_prototypes: int = 3000, T: float = 0.1,
