@@ -314,3 +314,33 @@ class Evil:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
+
+
+def test_swav_resume_reloads_the_queue_from_its_rank_file(cifar, tmp_path, monkeypatch):
+    """Each process's SwAV queue comes back from its own queue<rank>.pth (as the official
+    main_swav_unmix.py), not from the state dict in latest.pth, which holds rank 0's: with that
+    copy blanked, the resumed run still follows the uninterrupted one."""
+    opts = [*SMALL_MODEL["swav"], "model.arch=resnet18", "model.queue_length=8",
+            "model.queue_start_epoch=0", "schedule.epochs=2", "schedule.warmup_epochs=0"]
+    straight = tmp_path / "straight"
+    assert pretrain("swav_cifar10_unmix.py", straight, cifar, *opts) == 0
+    saved = torch.load(straight / "queue0.pth", weights_only=True)
+    final = torch.load(straight / "latest.pth", weights_only=True)["state_dict"]["queue"]
+    assert (saved["world_size"], saved["epoch"]) == (1, 2) and saved["buffers"]["queue"].abs().sum() > 0
+    assert torch.equal(saved["buffers"]["queue"], final)
+
+    cut = tmp_path / "cut"
+    real_save = ckpt.save
+
+    def save_then_crash(*a, **k):
+        real_save(*a, **k)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ckpt, "save", save_then_crash)
+    assert pretrain("swav_cifar10_unmix.py", cut, cifar, *opts) == 130
+    monkeypatch.setattr(ckpt, "save", real_save)
+    state = torch.load(cut / "latest.pth", weights_only=True)
+    state["state_dict"]["queue"].zero_()  # rank 0's copy must not be what is restored
+    torch.save(state, cut / "latest.pth")
+    assert pretrain("swav_cifar10_unmix.py", cut, cifar, *opts, resume=True) == 0
+    assert losses(cut) == losses(straight) and len(losses(straight)) == 4
+    assert "rank 0 restored its own queue" in (cut / "train.log").read_text()
