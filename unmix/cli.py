@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "flatness": ("transfer.frozen.flatness", "sorted softmax-output distribution of checkpoints (paper Fig. 5)"),
     "convert": ("transfer.convert.cli", "turn any ResNet checkpoint into a verified mmdetection backbone"),
     "finetune": ("transfer.detection.finetune", "fine-tune a detector from a checkpoint under a named protocol"),
+    "data": ("transfer.detection.datacmd", "check a detection dataset as `finetune` reads it (unmix data check)"),
     "evaluate": ("transfer.detection.evaluate", "re-evaluate a trained detector's work dir"),
     "sweep": ("transfer.detection.sweep", "run a grid of checkpoints x protocols x BN modes x seeds"),
     "report": ("transfer.report.cli", "write paper-style tables and plots from result records"),
@@ -43,6 +44,7 @@ ARGUMENTS: dict[str, str] = {
     "convert": "transfer.convert.arguments:convert",
     "finetune": "transfer.detection.arguments:finetune",
     "evaluate": "transfer.detection.arguments:evaluate",
+    "data": "transfer.detection.arguments:data",
     "sweep": "transfer.detection.arguments:sweep",
 }
 

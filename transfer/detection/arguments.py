@@ -56,6 +56,7 @@ def finetune(parser: argparse.ArgumentParser) -> None:
                         help="mmengine config overrides, e.g. train_cfg.max_epochs=1")
     parser.add_argument("--resume", action="store_true",
                         help="resume from the work dir's newest loadable checkpoint")
+    add_classes(parser)
     parser.add_argument("--force", action="store_true",
                         help="replace a finished run's record in the work dir (default: refuse)")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",
@@ -87,6 +88,25 @@ def check_finetune(args: argparse.Namespace) -> None:
     if args.device not in (None, "cpu", "cuda") and args.launcher != "none":
         raise UnmixError(f"--device {args.device}: under --launcher {args.launcher} each process "
                          "takes its local rank's GPU; pass cuda or nothing")
+
+
+def add_classes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--classes", default="auto", metavar="auto|protocol|data|FILE",
+                        help="the class set: auto (default: the protocol's 20 VOC / 80 COCO classes "
+                             "when the data's are those, else the data's own, heads sized to them), "
+                             "protocol (refuse other data), data (always the data's), or a file "
+                             "with one class name per line")
+
+
+def data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["check"], help="check: parse and summarise the data")
+    parser.add_argument("--protocol", required=True, choices=list(PROTOCOLS),
+                        help="the detection protocol whose splits to check")
+    parser.add_argument("--data-root", required=True, help="the dataset root (VOC or COCO layout)")
+    add_classes(parser)
+    parser.add_argument("--cfg-options", nargs="+", default=None, metavar="KEY=VALUE",
+                        help="mmengine config overrides, as for `unmix finetune`")
+    parser.add_argument("--work-dir", default=None, help="also write WORK_DIR/data_check.txt")
 
 
 def evaluate(parser: argparse.ArgumentParser) -> None:

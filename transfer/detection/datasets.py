@@ -24,11 +24,12 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from transfer.detection import annotations as an
+from transfer.detection import datacheck
 from transfer.stack import install_stand_in
 from unmix.core.errors import UnmixError
 
@@ -159,39 +160,6 @@ def check_coco_root(data_root: str | os.PathLike, splits: Sequence[str] = ("trai
 
 # -------------------------------------------------------------------------------- datasets
 
-class _SkipReport:
-    """Counts of skipped/clipped boxes with example files, reported once per load."""
-
-    KINDS = {"degenerate": "skipped {n} box(es) with zero or negative width/height",
-             "outside": "skipped {n} box(es) wholly outside the image",
-             "clipped": "clipped {n} box(es) that cross the image border",
-             "kept_crossing": "kept {n} box(es) that cross the image border (clipped by Resize)"}
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self.examples: dict[str, list[str]] = {}
-
-    def add(self, kind: str, where: str) -> None:
-        self.counts[kind] += 1
-        ex = self.examples.setdefault(kind, [])
-        if len(ex) < 3 and where not in ex:
-            ex.append(where)
-
-    def emit(self, source: str) -> None:
-        parts = [self.KINDS[k].format(n=n) + f" (e.g. {', '.join(self.examples[k])})"
-                 for k, n in self.counts.items() if n]
-        if not parts:
-            return
-        msg = f"{source}: " + "; ".join(parts)
-        warnings.warn(msg, SkippedAnnotationsWarning, stacklevel=3)
-        try:
-            from mmengine.logging import print_log
-
-            print_log(msg, logger="current", level=logging.WARNING)
-        except Exception:  # logging must never stop loading
-            pass
-
-
 def _missing_images(data_list: list[dict]) -> list[str]:
     by_dir: dict[str, set[str]] = {}
     missing = []
@@ -209,50 +177,29 @@ def _missing_images(data_list: list[dict]) -> list[str]:
 def _checked_data_list(dataset, load, what: str) -> list[dict]:
     """Run mmdet's `load_data_list` counting skipped boxes; missing images are an error here, in
     the main process, not inside a data-loader worker."""
-    dataset._skips = _SkipReport()
+    dataset._skips = datacheck.SkipReport()
     data_list = load()
     missing = _missing_images(data_list)
     if missing:
         raise UnmixError(f"{dataset.ann_file}: {len(missing)} listed image(s) missing: "
                          f"{_listing(missing)} (see {DOC})")
-    dataset.skip_counts = dict(dataset._skips.counts)
-    dataset._skips.emit(f"{what} {dataset.ann_file}")
+    dataset.skip_counts = {k: n for k, n in dataset._skips.counts.items() if n}
+    _emit(dataset._skips, f"{what} {dataset.ann_file}")
     return data_list
 
 
-def clip_voc_boxes(instances: list[dict], w: int, h: int, where: str, skips: _SkipReport) -> list[dict]:
-    """VOC instances with degenerate boxes and boxes wholly outside the image skipped, and boxes
-    crossing the border clipped to it, each counted in `skips`."""
-    kept = []
-    for inst in instances:
-        x1, y1, x2, y2 = inst["bbox"]
-        if x2 <= x1 or y2 <= y1:
-            skips.add("degenerate", where)
-            continue
-        cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x2, w), min(y2, h)
-        if cx2 <= cx1 or cy2 <= cy1:
-            skips.add("outside", where)
-            continue
-        if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
-            skips.add("clipped", where)
-            inst = dict(inst, bbox=[cx1, cy1, cx2, cy2])
-        kept.append(inst)
-    return kept
+def _emit(skips: datacheck.SkipReport, source: str) -> None:
+    msg = skips.message()
+    if not msg:
+        return
+    msg = f"{source}: {msg}"
+    warnings.warn(msg, SkippedAnnotationsWarning, stacklevel=4)
+    try:
+        from mmengine.logging import print_log
 
-
-def coco_box_kind(ann: dict, img: dict) -> str | None:
-    """'degenerate', 'outside' or 'kept_crossing' for a COCO box, by the same predicates mmdet's
-    CocoDataset.parse_data_info uses to skip (so the counts match what it drops); None if fine."""
-    x1, y1, w, h = ann["bbox"]
-    inter_w = max(0, min(x1 + w, img["width"]) - max(x1, 0))
-    inter_h = max(0, min(y1 + h, img["height"]) - max(y1, 0))
-    if ann.get("area", 0) <= 0 or w < 1 or h < 1:
-        return "degenerate"
-    if inter_w * inter_h == 0:
-        return "outside"
-    if x1 < 0 or y1 < 0 or x1 + w > img["width"] or y1 + h > img["height"]:
-        return "kept_crossing"
-    return None
+        print_log(msg, logger="current", level=logging.WARNING)
+    except Exception:  # logging must never stop loading
+        pass
 
 
 # Only the mmcv._ext stand-in is needed to import mmdet.datasets.
@@ -264,41 +211,72 @@ from mmdet.registry import DATASETS  # noqa: E402
 
 @DATASETS.register_module(force=True)
 class UnmixVOCDataset(VOCDataset):
-    """mmdet's VOCDataset; bad boxes clipped/skipped and counted, missing images an error;
-    `train_difficult=True`: difficult boxes are training targets (not in test mode)."""
+    """mmdet's VOCDataset reading its files with our tolerant parser (annotations.py) under the
+    rules of datacheck.py (bad boxes clipped/skipped and counted, sizes from the images, missing
+    images an error); `train_difficult=True`: difficult boxes are training targets (not in test
+    mode), as detectron2's pascal_voc.py ("We include "difficult" samples in training")."""
 
     def __init__(self, *args, train_difficult: bool = False, **kwargs) -> None:
         self.train_difficult = bool(train_difficult)  # before super(): it loads the annotations
         super().__init__(*args, **kwargs)
 
-    def _parse_instance_info(self, raw_ann_info, minus_one: bool = True) -> list[dict]:
-        instances = super()._parse_instance_info(raw_ann_info, minus_one=minus_one)
-        if not self.train_difficult or self.test_mode:
-            return instances
-        # mmdet flags difficult *or* too small (bbox_min_size); keep only the size rule.
-        small = self.bbox_min_size
-        for inst in instances:
-            x1, y1, x2, y2 = inst["bbox"]
-            inst["ignore_flag"] = int(small is not None and (x2 - x1 < small or y2 - y1 < small))
-        return instances
-
     def load_data_list(self) -> list[dict]:
-        return _checked_data_list(self, super().load_data_list, "VOC annotations of")
+        return _checked_data_list(self, self._load_voc, "VOC annotations of")
+
+    def _load_voc(self) -> list[dict]:
+        self.cat2label = {c: i for i, c in enumerate(self._metainfo["classes"])}
+        infos = [{"img_id": i, "file_name": os.path.join(self.img_subdir, f"{i}.jpg"),
+                  "xml_path": os.path.join(self.sub_data_root, self.ann_subdir, f"{i}.xml")}
+                 for i in datacheck.voc_ids(Path(self.ann_file))]
+        missing = _missing_images([{"img_path": os.path.join(self.sub_data_root, i["file_name"])}
+                                   for i in infos])
+        if missing:
+            raise UnmixError(f"{self.ann_file}: {len(missing)} listed image(s) missing: "
+                             f"{_listing(missing)} (see {DOC})")
+        return [self.parse_data_info(i) for i in infos]
 
     def parse_data_info(self, img_info: dict) -> dict:
-        info = super().parse_data_info(img_info)
-        info["instances"] = clip_voc_boxes(info["instances"], info["width"], info["height"],
-                                           os.path.basename(info["xml_path"]), self._skips)
-        return info
+        vf = an.parse_voc_xml(img_info["xml_path"])
+        img_path = os.path.join(self.sub_data_root, img_info["file_name"])
+        w, h = datacheck.real_size(Path(img_path), (vf.width, vf.height), self._skips, vf.path.name)
+        instances = datacheck.voc_instances(
+            vf, self.cat2label, w, h, bbox_min_size=None if self.test_mode else self.bbox_min_size,
+            train_difficult=self.train_difficult, test_mode=self.test_mode, skips=self._skips)
+        return {"img_path": img_path, "img_id": img_info["img_id"], "xml_path": img_info["xml_path"],
+                "height": h, "width": w, "instances": instances}
 
 
 @DATASETS.register_module(force=True)
 class UnmixCocoDataset(CocoDataset):
-    """mmdet's CocoDataset (which skips bad boxes silently); here they are counted and reported,
-    and missing images are an error."""
+    """mmdet's CocoDataset on the file as our tolerant reader normalises it (annotations.py:
+    missing iscrowd/area/ids filled in, short polygons dropped, placeholder categories removed,
+    missing sizes from the images); the boxes mmdet skips are counted and reported, missing images
+    are an error. `require_masks`: annotations without a usable mask are dropped (mask protocols)."""
+
+    def __init__(self, *args, require_masks: bool = False, **kwargs) -> None:
+        self.require_masks = bool(require_masks)
+        super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> list[dict]:
-        return _checked_data_list(self, super().load_data_list, "COCO annotations")
+        return _checked_data_list(self, self._load_coco, "COCO annotations")
+
+    def _load_coco(self) -> list[dict]:
+        coco = datacheck.load_coco(self.ann_file, self.data_prefix.get("img", ""), self.require_masks,
+                                   self._skips)
+        api = type(self).COCOAPI
+
+        def from_memory(_path: str):
+            c = api()
+            c.dataset = an.normalised_json(coco)
+            c.createIndex()
+            c.img_ann_map, c.cat_img_map = c.imgToAnns, c.catToImgs  # mmdet's aliases
+            return c
+
+        self.COCOAPI = from_memory  # mmdet's loader, on the normalised file
+        try:
+            return super().load_data_list()
+        finally:
+            del self.COCOAPI
 
     def parse_data_info(self, raw_data_info: dict) -> dict:
         img = raw_data_info["raw_img_info"]
@@ -306,7 +284,12 @@ class UnmixCocoDataset(CocoDataset):
         for ann in raw_data_info["raw_ann_info"]:
             if ann.get("ignore", False) or ann.get("category_id") not in self.cat_ids:
                 continue
-            kind = coco_box_kind(ann, img)
+            kind = datacheck.coco_box_kind(ann, img)
             if kind:
                 self._skips.add(kind, where)
         return super().parse_data_info(raw_data_info)  # the skipping itself stays mmdet's
+
+
+def standard_classes(dataset: str) -> tuple[str, ...]:
+    """The protocol's class set: mmdet's own VOC (20) or COCO (80) list."""
+    return tuple((VOCDataset if dataset == "voc" else CocoDataset).METAINFO["classes"])

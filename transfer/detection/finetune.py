@@ -343,7 +343,20 @@ def _resume_from(work_dir: Path, resume: bool) -> Path | None:
     return found
 
 
-def _start_writing(work_dir: Path, conv, cfg, record: dict[str, Any], rank: int) -> None:
+def data_check(cfg, dataset: str, classes: str, work_dir: Path):
+    """The data check (transfer/detection/datacheck.py) on the resolved config, applied to it:
+    (the check, the COCO splits whose normalised copy `_start_writing` writes). Printed here."""
+    from transfer.detection import datacheck
+    from transfer.detection.datasets import standard_classes
+
+    dc = datacheck.check(cfg, dataset, standard_classes(dataset), classes)
+    copied = datacheck.apply(cfg, dc, work_dir)
+    print(datacheck.table(dc), end="", file=sys.stderr)
+    return dc, copied
+
+
+def _start_writing(work_dir: Path, conv, cfg, record: dict[str, Any], rank: int,
+                   data: tuple | None = None) -> None:
     """The first writes, once every input is checked: orphans of killed saves removed, then
     backbone.pth, config.py and the 'running' record (process 0; the others wait for it where a
     process group exists already, else each writes backbone.pth itself, atomically)."""
@@ -354,6 +367,10 @@ def _start_writing(work_dir: Path, conv, cfg, record: dict[str, Any], rank: int)
         files.make_dir(work_dir)
         files.remove_orphans(work_dir)
         save_backbone(conv, work_dir)
+        if data is not None:
+            from transfer.detection import datacheck
+
+            datacheck.write(data[0], data[1], work_dir)
         cfg.dump(str(work_dir / "config.py"))
         records.write(record, work_dir)
     elif not grouped:
@@ -375,9 +392,11 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
              work_dir: str | os.PathLike | None = None, data_root: str | None = None,
              cfg_options: dict | None = None, resume: bool = False, launcher: str = "none",
              label: str | None = None, verify_loading: bool = True, force: bool = False,
-             device: str | None = None, amp: bool = False, wandb: bool = False) -> dict[str, Any]:
+             device: str | None = None, amp: bool = False, wandb: bool = False,
+             classes: str = "auto") -> dict[str, Any]:
     """Fine-tune and evaluate; returns the result record (also written to WORK_DIR/result.json).
 
+    `classes`: auto, protocol, data or a file of names (transfer/detection/datacheck.py).
     A finished record in WORK_DIR is replaced only with `force`. A failure writes a 'failed'
     record (an interruption an 'interrupted' one) and re-raises.
     """
@@ -400,6 +419,11 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
         record["checkpoint"] = ck_section
         cfg, section = build_config(protocol, bn, seed, work_dir, data_root, cfg_options,
                                     backbone, launcher, world_size, cuda)
+        data = None
+        if protocols.data_root_of(cfg):
+            data = data_check(cfg, meta["dataset"], classes, work_dir)
+            section["classes"] = data[0].classes.record()
+            record["data"] = data[0].record()
         section["amp"] = apply_amp(cfg, cuda) if amp else None
         if wandb:
             add_wandb(cfg, work_dir.name)
@@ -407,7 +431,7 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
         resume_from = _resume_from(work_dir, resume)
         if section["bn_note"]:
             protocols.warn(section["bn_note"])
-        _start_writing(work_dir, conv, cfg, record, rank)
+        _start_writing(work_dir, conv, cfg, record, rank, data)
         expected = dict(conv.state_dict) if conv is not None else None
         with mmengine_device(cuda):
             metrics, details, runner, hook = _train_and_evaluate(cfg, section, expected, meta["layout"],
@@ -442,7 +466,7 @@ def run(args: argparse.Namespace) -> int:
                    work_dir=args.work_dir, data_root=args.data_root,
                    cfg_options=parse_options(args.cfg_options), resume=args.resume,
                    launcher=args.launcher, label=args.label, force=args.force,
-                   device=args.device, amp=args.amp, wandb=args.wandb)
+                   device=args.device, amp=args.amp, wandb=args.wandb, classes=args.classes)
     print(f"{rec['work_dir']}/result.json: " + ", ".join(
         f"{k}={v:.2f}" for k, v in rec["metrics"].items()), file=sys.stderr)
     return 0
