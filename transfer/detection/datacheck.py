@@ -455,12 +455,30 @@ def table(dc: DataCheck) -> str:
     return "\n".join(lines + notes) + "\n"
 
 
-def write(dc: DataCheck, copied: list[Split], work_dir: Path) -> None:
-    """WORK_DIR/data_check.txt and the normalised COCO copies, atomically."""
+def write(dc: DataCheck, copied: list[Split], work_dir: Path, name: str = "data_check.txt") -> None:
+    """WORK_DIR/NAME (the table) and the normalised COCO copies, atomically."""
     import json
 
     files.make_dir(work_dir / "data")
     for s in copied:
         assert s.coco is not None
         files.write_text(work_dir / copy_name(s), json.dumps(an.normalised_json(s.coco)))
-    files.write_text(work_dir / "data_check.txt", table(dc))
+    files.write_text(work_dir / name, table(dc))
+
+
+def check_for_evaluation(cfg, work_dir: Path, standard_of) -> DataCheck | None:
+    """`unmix evaluate`'s data check of the splits it scores (the train keys already removed):
+    the class set must be the one the model's heads were built for (never resized here)."""
+    splits = splits_of(cfg)
+    if not splits:
+        return None
+    dataset = splits[0].kind
+    dc = check(cfg, dataset, standard_of(dataset))
+    heads = {d["num_classes"] for d in _walk(cfg.model) if "num_classes" in d and d.get("type") != "RPNHead"}
+    if heads and heads != {len(dc.classes.names)}:
+        raise UnmixError(f"{splits[0].source}: the data has {len(dc.classes.names)} classes "
+                         f"({dc.classes.describe()}) but the model's heads predict {sorted(heads)}; "
+                         "give the config's classes as metainfo.classes")
+    copied = apply(cfg, dc, work_dir)
+    write(dc, copied, work_dir, name="data_check_evaluate.txt")
+    return dc

@@ -141,11 +141,11 @@ def check_coco_root(data_root: str | os.PathLike, splits: Sequence[str] = ("trai
         if not (given / split).is_dir():
             raise UnmixError(f"COCO data root {given}: missing image directory {split}/ {hint}")
         try:
-            data = json.loads(ann.read_text(encoding="utf-8"))
+            data = json.loads(ann.read_text(encoding="utf-8-sig"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise UnmixError(f"{ann}: not valid COCO JSON ({e})") from None
-        if not isinstance(data, dict) or not all(k in data for k in ("images", "annotations", "categories")):
-            raise UnmixError(f"{ann}: not COCO instances JSON (needs images, annotations, categories)")
+        if not isinstance(data, dict) or not all(k in data for k in ("images", "categories")):
+            raise UnmixError(f"{ann}: not COCO instances JSON (needs images and categories)")
         found.num_images[split] = len(data["images"])
         if check_images:
             present = _files_in(given / split)

@@ -114,7 +114,19 @@ def build_runner(work_dir: Path, ckpt: Path, metric_options: dict[str, Any] | No
     # The loops and evaluators the saved config names, nothing to train.
     for key in ("train_dataloader", "train_cfg", "optim_wrapper", "param_scheduler"):
         cfg.pop(key, None)
+    _check_data(cfg, work_dir)
     return Runner.from_cfg(cfg), cfg
+
+
+def _check_data(cfg, work_dir: Path) -> None:
+    """Every annotation of the scored split parsed before the model runs (datacheck.py)."""
+    from transfer.detection import datacheck, protocols
+    from transfer.detection.datasets import standard_classes
+
+    protocols.use_unmix_datasets(cfg)
+    dc = datacheck.check_for_evaluation(cfg, work_dir, standard_classes)
+    if dc is not None:
+        print(datacheck.table(dc), end="", file=sys.stderr)
 
 
 def evaluate_work_dir(work_dir: str | Path, checkpoint: str | Path | None = None,
