@@ -567,3 +567,27 @@ def test_nan_and_inf_metrics_are_dashes_with_a_note(tmp_path, capsys):
     assert "AP50 is nan in 1 of 2 runs (seeds 0); not averaged" in md
     assert "AP50 is inf in 2 of 2 runs (seeds 0, 1)" in md and "top1 is -inf in 1 of 1 runs" in md
     assert "| Ours | 2 | —[c] | **91.5** ± 0.7 (+1.5) |" in md  # the finite column still compares
+
+
+def test_a_custom_class_set_never_shares_the_standard_table(tmp_path):
+    """Runs on a dataset with its own classes (record protocol.classes, as `unmix finetune` writes
+    it) go to their own table, titled and footnoted, never into the standard-protocol rows."""
+    for seed, ap in enumerate((75.0, 75.2)):
+        put(tmp_path, "detection", "mocov2", "voc-faster-rcnn-fpn", seed, {"AP50": ap}, bn="finetune")
+    p = put(tmp_path, "detection", "mocov2", "voc-faster-rcnn-fpn", 0, {"AP50": 91.0}, bn="finetune",
+            sub="-cells")
+    rec = records.load(p)
+    rec["protocol"]["classes"] = {"kind": "custom", "source": "data", "num": 2, "names": ["rbc", "wbc"]}
+    records.write(rec, p.parent)
+    runs = report_tables.load_runs([tmp_path])
+    det = [t for t in report_tables.build_tables(runs) if t.kind == "detection"]
+    assert len(det) == 2
+    std, custom = det
+    def ap50(table):
+        return [cell.values for col, cell in zip(table.columns, table.rows[0].cells)
+                if col.metric is not None and col.metric.key == "AP50" and cell.values][0]
+
+    assert "custom" not in std.title and ap50(std) == [75.0, 75.2]
+    assert custom.title.endswith(", custom class set") and custom.key != std.key
+    assert ap50(custom) == [91.0]
+    assert any("custom (2): rbc, wbc" in text for _, text in custom.footnotes)

@@ -128,7 +128,7 @@ def _run_row(rec: dict[str, Any], path: Path) -> dict[str, Any]:
                and all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in probs),
                path, "a finished flatness record needs details.sorted_probs, a list of numbers")
     sha = ck.get("sha256")
-    return {
+    return {"classes": _classes_key(pr.get("classes")),
         "path": str(path), "kind": rec["kind"], "status": rec["status"],
         "error": rec.get("error"), "finished": rec.get("finished") or "",
         "label": label.strip(), "protocol": name.strip(), "dataset": pr.get("dataset"),
@@ -140,6 +140,17 @@ def _run_row(rec: dict[str, Any], path: Path) -> dict[str, Any]:
         "pretrain_dataset": pre.get("dataset"),
         "metrics": dict(rec["metrics"]), "sorted_probs": probs if isinstance(probs, list) else None,
     }
+
+
+def _classes_key(classes: Any) -> str:
+    """'' for the protocol's own classes (or a record from before class sets were recorded);
+    'custom (N): a, b, ...' for a dataset of its own, whose runs never share a table with the
+    standard rows."""
+    if not isinstance(classes, dict) or classes.get("kind") != "custom":
+        return ""
+    names = [str(n) for n in classes.get("names") or []]
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    return f"custom ({len(names)}): {shown}"
 
 
 def load_runs(roots: Iterable[str | os.PathLike]) -> pd.DataFrame:
@@ -155,9 +166,9 @@ def load_runs(roots: Iterable[str | os.PathLike]) -> pd.DataFrame:
 
 
 def _mark_duplicates(runs: pd.DataFrame) -> pd.DataFrame:
-    """Two finished records of the same run (label, protocol, dataset, BN, seed): the latest counts,
+    """Two finished records of the same run (label, protocol, dataset, classes, BN, seed): the latest counts,
     the others are listed as superseded instead of silently doubling a seed."""
-    keys = ["kind", "label", "protocol", "dataset", "bn_used", "seed"]
+    keys = ["kind", "label", "protocol", "dataset", "classes", "bn_used", "seed"]
     fin = runs[(runs.status == "finished") & runs.seed.notna()]
     # repr() keys: pandas 3 turns None into NaN under astype(str), and groupby drops NaN keys.
     for _, grp in fin.groupby([fin[k].map(repr) for k in keys], sort=False, dropna=False):
@@ -589,16 +600,8 @@ def build_tables(runs: pd.DataFrame, baseline: str = "auto", decimals: int = 1) 
     names = [p for p in DETECTION_SPECS if p in set(det.protocol)]
     names += sorted(set(det.protocol) - set(DETECTION_SPECS))
     for name in names:
-        sel = det[det.protocol == name]
-        spec = DETECTION_SPECS.get(name)
-        if spec is None:
-            spec = TableSpec(f"Detection protocol {name}", "",
-                             tuple(_metrics_present(sel, {})))
-        title, tex_title = _detector_titles(spec, sel)
-        tables.append(_build(Selection(
-            _slug("detection", name), "detection", name, title, tex_title, sel,
-            failed[(failed.kind == "detection") & (failed.protocol == name)], list(spec.metrics),
-            _bn_groups(sel, spec.bn_modes), [], True), baseline, decimals))
+        for classes in sorted(set(det[det.protocol == name].classes)):
+            tables.append(_detection_table(det, failed, name, classes, baseline, decimals))
 
     for kind, title in (("linear", "Linear classification"), ("knn", "kNN classification")):
         cls = usable[usable.kind == kind]
@@ -625,6 +628,28 @@ def build_tables(runs: pd.DataFrame, baseline: str = "auto", decimals: int = 1) 
             failed[(failed.kind == "flatness") & (failed.protocol == name)],
             _metrics_present(sel, {}), [("", None)], [], None), baseline, decimals))
     return tables
+
+
+def _detection_table(det: pd.DataFrame, failed: pd.DataFrame, name: str, classes: str,
+                     baseline: str, decimals: int) -> Table:
+    """One protocol's table; runs on a custom class set get their own, titled and footnoted."""
+    sel = det[(det.protocol == name) & (det.classes == classes)]
+    spec = DETECTION_SPECS.get(name)
+    if spec is None:
+        spec = TableSpec(f"Detection protocol {name}", "", tuple(_metrics_present(sel, {})))
+    title, tex_title = _detector_titles(spec, sel)
+    bad = failed[(failed.kind == "detection") & (failed.protocol == name)]
+    if classes:
+        bad = bad[bad.classes == classes]
+        title += ", custom class set"
+        tex_title = tex_title and tex_title + ", custom class set"
+    table = _build(Selection(
+        _slug("detection", name, "custom" if classes else ""), "detection", name, title, tex_title,
+        sel, bad, list(spec.metrics), _bn_groups(sel, spec.bn_modes), [], True), baseline, decimals)
+    if classes:
+        table.footnotes.append(("*", f"Trained and scored on the data's own classes, {classes}; not "
+                                     f"comparable with the {name} protocol's standard-class rows."))
+    return table
 
 
 def not_tabulated(runs: pd.DataFrame) -> pd.DataFrame:
