@@ -591,3 +591,19 @@ def test_a_custom_class_set_never_shares_the_standard_table(tmp_path):
     assert custom.title.endswith(", custom class set") and custom.key != std.key
     assert ap50(custom) == [91.0]
     assert any("custom (2): rbc, wbc" in text for _, text in custom.footnotes)
+
+
+def test_plot_colours_distinct_per_method_and_shared_across_plots():
+    from transfer.report.plots import color_map, plot_epochs, plot_flat
+
+    names = [f"method{i:02d}" for i in range(40)]
+    cmap = color_map(names)
+    assert len(set(cmap.values())) == 40  # past the 8-colour palette: no wrap-round
+    # One map for the report: a method's colour does not depend on which figure draws it.
+    series = {(n, False): [{"epochs": 100, "mean": 50.0 + i, "std": 0.0, "values": [50.0 + i]}]
+              for i, n in enumerate(names[:12])}
+    curves = {n: [0.5, 0.3, 0.2] for n in names[5:15]}
+    for plot in (plot_epochs("e", "e", series, "acc", cmap), plot_flat("f", "f", curves, cmap)):
+        svg = plot.svg.decode()
+        drawn = {n for n in names if f"stroke: {cmap[n]}" in svg}
+        assert drawn == set(n for n, _ in series) if plot.key == "e" else drawn == set(curves)

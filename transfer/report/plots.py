@@ -20,6 +20,31 @@ from transfer.report.tables import Table
 COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
+def color_map(names: list[str]) -> dict[str, str]:
+    """One colour per name, distinct for every name given (not wrapped round the palette).
+
+    Built once per report from every method and run label, so a method keeps its colour in all
+    plots; past the fixed palette, evenly spaced hues (golden-ratio steps) that skip its colours."""
+    import colorsys
+
+    out: dict[str, str] = {}
+    used = set(COLORS)
+    k = 0
+    for i, name in enumerate(sorted(set(names))):
+        if i < len(COLORS):
+            out[name] = COLORS[i]
+            continue
+        while True:
+            k += 1
+            r, g, b = colorsys.hsv_to_rgb((k * 0.618033988749895) % 1.0, 0.75, 0.45 + 0.4 * (k % 2))
+            c = "#%02x%02x%02x" % (round(r * 255), round(g * 255), round(b * 255))
+            if c not in used:
+                used.add(c)
+                out[name] = c
+                break
+    return out
+
+
 def epoch_series(runs: pd.DataFrame, kind: str, protocol: str, dataset: str | None,
                  metric: str = "top1") -> dict[tuple[str, bool | None], list[dict[str, Any]]]:
     """(method, unmix) -> points sorted by epochs: {'epochs', 'mean', 'std', 'values'}."""
@@ -73,12 +98,12 @@ def _save(fig, key: str, title: str) -> Plot:
 
 
 def plot_epochs(key: str, title: str, series: dict[tuple[str, bool | None], list[dict[str, Any]]],
-                ylabel: str) -> Plot:
+                ylabel: str, colors: dict[str, str] | None = None) -> Plot:
     fig = _figure()
     ax = fig.add_subplot()
-    methods = sorted({m for m, _ in series})
+    colors = colors or color_map([m for m, _ in series])
     for (method, unmix), pts in series.items():
-        color = COLORS[methods.index(method) % len(COLORS)]
+        color = colors[method]
         xs = [p["epochs"] for p in pts]
         # Paper Figure 4: dotted = the method alone, solid = with Un-Mix.
         ax.errorbar(xs, [p["mean"] for p in pts], yerr=[p["std"] for p in pts], color=color,
@@ -95,11 +120,13 @@ def plot_epochs(key: str, title: str, series: dict[tuple[str, bool | None], list
     return _save(fig, key, title)
 
 
-def plot_flat(key: str, title: str, curves: dict[str, list[float]]) -> Plot:
+def plot_flat(key: str, title: str, curves: dict[str, list[float]],
+              colors: dict[str, str] | None = None) -> Plot:
     fig = _figure()
     ax = fig.add_subplot()
-    for i, (label, c) in enumerate(curves.items()):
-        color = COLORS[i % len(COLORS)]
+    colors = colors or color_map(list(curves))
+    for label, c in curves.items():
+        color = colors[label]
         ax.plot(range(1, len(c) + 1), c, color=color, label=label)
         # Paper Figure 5: dotted line at each model's maximum probability.
         ax.axhline(max(c), color=color, linestyle=":", linewidth=1)
@@ -112,8 +139,8 @@ def plot_flat(key: str, title: str, curves: dict[str, list[float]]) -> Plot:
     return _save(fig, key, title)
 
 
-def plot_cells(table: Table) -> Plot | None:
-    """One panel per column: per-seed points of every row, with the mean +- std bar."""
+def plot_cells(table: Table, colors: dict[str, str] | None = None) -> Plot | None:
+    """One panel per column: per-seed points of every row (in the row's colour), with the mean +- std bar."""
     cols = [(j, c) for j, c in enumerate(table.columns) if not c.is_n]
     if not cols or not any(r.cells[j].values for r in table.rows for j, _ in cols):
         return None
@@ -122,6 +149,7 @@ def plot_cells(table: Table) -> Plot | None:
     fig = _figure(3.2 * ncol, 0.6 + 0.45 * len(table.rows) * nrow + 0.6 * nrow)
     axes = fig.subplots(nrow, ncol, squeeze=False)
     labels = [r.label for r in table.rows]
+    colors = colors or color_map(labels)
     for k, (j, col) in enumerate(cols):
         ax = axes[k // ncol][k % ncol]
         for y, row in enumerate(table.rows):
@@ -129,7 +157,7 @@ def plot_cells(table: Table) -> Plot | None:
             if not cell.values:
                 continue
             # seeds just above the mean +- std bar, so neither hides the other
-            ax.scatter(cell.values, [y - 0.18] * len(cell.values), s=14, color=COLORS[1], alpha=0.7,
+            ax.scatter(cell.values, [y - 0.18] * len(cell.values), s=14, color=colors[row.label], alpha=0.7,
                        zorder=3)
             ax.errorbar([cell.mean], [y], xerr=[cell.std or 0.0], color="k", marker="|", markersize=12,
                         capsize=3, zorder=2)
@@ -145,21 +173,30 @@ def plot_cells(table: Table) -> Plot | None:
     return _save(fig, f"seeds-{table.key}", f"Per-seed results (points) with mean ± std: {table.title}")
 
 
+def report_colors(runs: pd.DataFrame, tables: list[Table]) -> dict[str, str]:
+    """The report's one method/label -> colour map, shared by all its plots."""
+    names = {str(m) for m in runs.method.dropna()} if "method" in runs else set()
+    names |= {str(v) for v in runs.label.dropna()} if "label" in runs else set()
+    names |= {r.label for t in tables for r in t.rows}
+    return color_map(sorted(names))
+
+
 def render_plots(runs: pd.DataFrame, tables: list[Table]) -> list[Plot]:
     plots: list[Plot] = []
+    colors = report_colors(runs, tables)
     for t in tables:
         if t.kind in ("knn", "linear"):
             series = epoch_series(runs, t.kind, t.protocol, t.dataset)
             if series:
                 plots.append(plot_epochs(f"epochs-{t.key}",
                                          f"Top-1 accuracy against pretraining epochs: {t.title}",
-                                         series, f"{t.kind} top-1 accuracy (%)"))
+                                         series, f"{t.kind} top-1 accuracy (%)", colors))
         if t.kind == "flatness":
             curves = flat_curves(runs, t.protocol)
             if curves:
-                plots.append(plot_flat(f"flat-{t.key}", f"Sorted softmax output: {t.title}", curves))
+                plots.append(plot_flat(f"flat-{t.key}", f"Sorted softmax output: {t.title}", curves, colors))
     for t in tables:
-        p = plot_cells(t)
+        p = plot_cells(t, colors)
         if p is not None:
             plots.append(p)
     return plots
