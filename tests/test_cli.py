@@ -2,6 +2,7 @@ import argparse
 import subprocess
 import sys
 
+import pytest
 
 from unmix import cli
 from unmix.core.errors import UnmixError
@@ -129,3 +130,41 @@ def test_convert_checks_arch_and_format_names_against_the_tables(capsys):
     assert err.startswith("unmix convert: error: --arch: unknown 'resnet9' (choose from resnet18, resnet34")
     assert cli.main(["convert", "x.pth", "-o", "y.pth", "--format", "mocov9"]) == 1
     assert "--format: unknown 'mocov9' (choose from unmix-pretrain" in capsys.readouterr().err
+
+
+def _documented_command(path: str, start: str) -> list[str]:
+    """The command starting with `start` in a doc file, backslash continuations joined, README's
+    leading '# ' comment marks dropped."""
+    import pathlib
+    import shlex
+
+    lines = pathlib.Path(path).read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if line.lstrip("# ").startswith(start))
+    parts = []
+    while True:
+        text = lines[i].lstrip("# ").rstrip()
+        parts.append(text.rstrip("\\"))
+        if not text.endswith("\\"):
+            return shlex.split(" ".join(parts))
+        i += 1
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/transfer.md"])
+def test_documented_slurm_and_torchrun_commands_match_the_parser(doc):
+    from unmix.cli import _add_arguments
+
+    parser = argparse.ArgumentParser()
+    _add_arguments("finetune")(parser)
+    srun = _documented_command(doc, "srun ")
+    k = srun.index("unmix")
+    assert srun[k + 1] == "finetune"
+    args = parser.parse_args(srun[k + 2:])  # the whole documented command parses: flags and values
+    assert args.launcher == "slurm"
+    import pathlib
+    import re
+
+    torchrun = re.findall(r"torchrun [^`\n]*--launcher pytorch", pathlib.Path(doc).read_text())
+    assert torchrun
+    flags = [t for cmd in torchrun for t in cmd.split("finetune", 1)[1].split() if t.startswith("--")]
+    known = {s for a in parser._actions for s in a.option_strings}
+    assert flags and set(flags) <= known
