@@ -607,3 +607,28 @@ def test_plot_colours_distinct_per_method_and_shared_across_plots():
         svg = plot.svg.decode()
         drawn = {n for n in names if f"stroke: {cmap[n]}" in svg}
         assert drawn == set(n for n, _ in series) if plot.key == "e" else drawn == set(curves)
+
+
+def test_per_class_ap_table_in_md_tex_html(tmp_path):
+    root = tmp_path / "res"
+    # two seeds of MoCo (aeroplane 80/82 -> 81.0; bicycle 70/-1: COCO's "no ground truth" left out)
+    # and one of Ours; a run without per-class AP adds no column.
+    for seed, (a, b) in enumerate([(80.0, 70.0), (82.0, -1.0)]):
+        put(root, "detection", "MoCo", "voc-faster-rcnn-fpn", seed, {"AP50": 75.0}, bn="finetune",
+            details={"per_class_AP": {"AP50": {"aeroplane": a, "bicycle": b}}})
+    put(root, "detection", "Ours", "voc-faster-rcnn-fpn", 0, {"AP50": 76.0}, bn="finetune",
+        details={"per_class_AP": {"AP50": {"aeroplane": 85.5, "bicycle": 71.25}}})
+    put(root, "detection", "Plain", "voc-faster-rcnn-fpn", 0, {"AP50": 70.0}, bn="finetune")
+    from transfer.report.perclass import per_class_tables
+
+    (t,) = per_class_tables(report_tables.load_runs([root]))
+    assert t.columns == ["MoCo (finetune)", "Ours (finetune)"] and t.classes == ["aeroplane", "bicycle"]
+    assert t.values == {("aeroplane", "MoCo (finetune)"): 81.0, ("bicycle", "MoCo (finetune)"): 70.0,
+                        ("aeroplane", "Ours (finetune)"): 85.5, ("bicycle", "Ours (finetune)"): 71.25}
+    assert t.seeds == {"MoCo (finetune)": 2, "Ours (finetune)": 1}
+    out = make(root, tmp_path, "--formats", "md,tex,html", "--no-plots")
+    md = (out / "report.md").read_text()
+    assert "## Per-class AP50 (%), voc-faster-rcnn-fpn" in md
+    assert "| aeroplane | 81.0 | 85.5 |" in md and "| bicycle | 70.0 | 71.3 |" in md
+    assert r"aeroplane & 81.0 & 85.5 \\" in (out / "report.tex").read_text()
+    assert "<td>81.0</td><td>85.5</td>" in (out / "report.html").read_text()

@@ -63,6 +63,7 @@ def build_report(results: list[str], name: str, baseline: str = "auto", decimals
                  plots: bool = True):
     """(Report, runs frame): everything computed in memory, nothing written."""
     from transfer.report.render import Report
+    from transfer.report.perclass import per_class_tables
     from transfer.report.tables import build_tables, load_runs, not_tabulated
 
     if not 0 <= decimals <= 6:
@@ -75,7 +76,8 @@ def build_report(results: list[str], name: str, baseline: str = "auto", decimals
 
         plot_list = render_plots(runs, tables)
     rep = Report(name=name, sources=[str(r) for r in results], tables=tables,
-                 skipped=not_tabulated(runs), n_records=len(runs), plots=plot_list, decimals=decimals)
+                 skipped=not_tabulated(runs), n_records=len(runs), plots=plot_list, decimals=decimals,
+                 per_class=per_class_tables(runs))
     return rep, runs
 
 

@@ -11,11 +11,13 @@ import base64
 import html
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import pandas as pd
 
+from transfer.report import perclass
+from transfer.report.perclass import PerClassTable
 from transfer.report.tables import Cell, Column, Paired, Table, round_half_up
 
 DASH = "—"
@@ -38,6 +40,7 @@ class Report:
     n_records: int
     plots: list[Plot]
     decimals: int = 1
+    per_class: list[PerClassTable] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -132,6 +135,7 @@ def render_markdown(rep: Report) -> str:
                                                  p.header, str(p.n), _seeds(p), signed(p.mean, d),
                                                  _ci_text(p, d), _verdict(p)] for p in t.paired],
                                ["l", "l", "l", "l", "r", "l", "r", "r", "l"]) + [""]
+    lines += perclass.markdown_lines(rep.per_class, d, _md_escape, _md_table)
     if rep.plots:
         lines += ["## Plots", ""]
         for p in rep.plots:
@@ -222,6 +226,7 @@ def render_latex(rep: Report) -> str:
         lines += [r"\par\smallskip", r"\begin{minipage}{\linewidth}\footnotesize\raggedright"]
         lines += [n + r"\par" for n in notes]
         lines += [r"\end{minipage}", r"\end{table}", ""]
+    lines += perclass.latex_lines(rep.per_class, d, tex_escape)
     if len(rep.skipped):
         lines.append("% Runs not tabulated (failed, unfinished or superseded):")
         lines += ["% " + " | ".join(r).replace("\n", " ") for r in _skipped_rows(rep.skipped)]
@@ -350,6 +355,7 @@ def render_html(rep: Report) -> str:
             body += _html_table(PAIRED_HEADERS, [[_h(p.row), _h(p.baseline), _h(p.group), _h(p.header),
                                                   str(p.n), _h(_seeds(p)), signed(p.mean, d),
                                                   _ci_text(p, d), _h(_verdict(p))] for p in t.paired], 4)
+    body += perclass.html_lines(rep.per_class, d, _h, _html_table)
     if rep.plots:
         body.append("<h2>Plots</h2>")
         for p in rep.plots:

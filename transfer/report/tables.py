@@ -139,6 +139,7 @@ def _run_row(rec: dict[str, Any], path: Path) -> dict[str, Any]:
         "epochs": int(epochs) if isinstance(epochs, (int, float)) and epochs == int(epochs) else epochs,
         "pretrain_dataset": pre.get("dataset"),
         "metrics": dict(rec["metrics"]), "sorted_probs": probs if isinstance(probs, list) else None,
+        "per_class_AP": details.get("per_class_AP") if isinstance(details.get("per_class_AP"), dict) else None,
     }
 
 
