@@ -632,3 +632,22 @@ def test_per_class_ap_table_in_md_tex_html(tmp_path):
     assert "| aeroplane | 81.0 | 85.5 |" in md and "| bicycle | 70.0 | 71.3 |" in md
     assert r"aeroplane & 81.0 & 85.5 \\" in (out / "report.tex").read_text()
     assert "<td>81.0</td><td>85.5</td>" in (out / "report.html").read_text()
+
+
+def test_published_reference_rows_only_under_their_protocol(tmp_path):
+    root = tmp_path / "res"
+    put(root, "detection", "MoCo", "voc-faster-rcnn-c4", 0, {"AP50": 82.0, "AP": 56.0, "AP75": 63.0},
+        bn="sync")
+    put(root, "detection", "MoCo", "voc-faster-rcnn-fpn", 0, {"AP50": 75.0, "recall": 90.0}, bn="finetune")
+    out = make(root, tmp_path, "--formats", "md,tex,html", "--no-plots")
+    md = (out / "report.md").read_text()
+    c4, fpn = md.index("Faster R-CNN R50-C4"), md.index("Faster R-CNN R50-FPN")
+    # facebookresearch/moco detection/README.md's table, as read there
+    row = "| ImageNet-1M, MoCo v2, 800ep — published [1] | 82.5 | 57.4 | 64.0 |"
+    assert md.count(row) == 1 and md.count("| published (source) | AP50 | AP | AP75 |") == 1
+    at = md.index(row)
+    assert (c4 < at < fpn) if c4 < fpn else (at > c4)  # under the C4 table only
+    assert "facebookresearch/moco detection/README.md" in md
+    assert r"ImageNet-1M, supervised --- published [1] & 81.3 & 53.5 & 58.8 \\" in \
+        (out / "report.tex").read_text().replace("—", "---")
+    assert "<td>82.4</td><td>57.0</td><td>63.6</td>" in (out / "report.html").read_text()

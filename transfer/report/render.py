@@ -16,7 +16,7 @@ from typing import Callable
 
 import pandas as pd
 
-from transfer.report import perclass
+from transfer.report import perclass, references
 from transfer.report.perclass import PerClassTable
 from transfer.report.tables import Cell, Column, Paired, Table, round_half_up
 
@@ -109,6 +109,41 @@ def _md_table(headers: list[str], rows: list[list[str]], align: list[str]) -> li
     return out
 
 
+def _ref_metric_keys(t: Table) -> list[str]:
+    return [c.metric.key for c in t.columns if not c.is_n]
+
+
+def _md_references(t: Table, d: int) -> list[str]:
+    """Published numbers of the same protocol, in their own small table: never mixed into ours."""
+    headers, rows, sources = references.reference_rows(t.protocol, t.title, _ref_metric_keys(t), d, DASH)
+    if not rows:
+        return []
+    out = _md_table(headers, [[_md_escape(x) for x in r] for r in rows], ["l"] + ["r"] * (len(headers) - 1))
+    return out + [""] + [f"- [{i}] {_md_escape(s)}" for i, s in enumerate(sources, 1)] + [""]
+
+
+def _tex_references(t: Table, d: int) -> list[str]:
+    headers, rows, sources = references.reference_rows(t.protocol, t.title, _ref_metric_keys(t), d, "---")
+    if not rows:
+        return []
+    out = [r"\begin{table}[htbp]", r"\centering", r"\small",
+           rf"\caption{{Published (not our runs): {tex_escape(t.title)}}}",
+           r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}", r"\toprule",
+           " & ".join(tex_escape(h) for h in headers) + r" \\", r"\midrule"]
+    out += [" & ".join(tex_escape(x) for x in r) + r" \\" for r in rows]
+    out += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip\footnotesize"]
+    out += [f"[{i}] {tex_escape(s)}" + r"\par" for i, s in enumerate(sources, 1)]
+    return out + [r"\end{table}", ""]
+
+
+def _html_references(t: Table, d: int) -> list[str]:
+    headers, rows, sources = references.reference_rows(t.protocol, t.title, _ref_metric_keys(t), d, DASH)
+    if not rows:
+        return []
+    out = _html_table(headers, [[_h(x) for x in r] for r in rows], 1)
+    return out + ['<div class="notes">'] + [f"<p>[{i}] {_h(s)}</p>" for i, s in enumerate(sources, 1)] + ["</div>"]
+
+
 def render_markdown(rep: Report) -> str:
     d = rep.decimals
     lines = [f"# Report: {_md_escape(rep.name)}", "",
@@ -128,6 +163,7 @@ def render_markdown(rep: Report) -> str:
             notes.append(_md_escape(t.diff_note))
         notes += [f"Provenance: {_md_escape(p)}" for p in t.provenance]
         lines += [f"- {n}" for n in notes] + [""]
+        lines += _md_references(t, d)
         if t.paired:
             lines += ["Paired comparison with the baseline over the same seeds (mean difference, "
                       "t-based 95% CI):", ""]
@@ -226,6 +262,7 @@ def render_latex(rep: Report) -> str:
         lines += [r"\par\smallskip", r"\begin{minipage}{\linewidth}\footnotesize\raggedright"]
         lines += [n + r"\par" for n in notes]
         lines += [r"\end{minipage}", r"\end{table}", ""]
+        lines += _tex_references(t, d)
     lines += perclass.latex_lines(rep.per_class, d, tex_escape)
     if len(rep.skipped):
         lines.append("% Runs not tabulated (failed, unfinished or superseded):")
@@ -349,6 +386,7 @@ def render_html(rep: Report) -> str:
             notes.append(_h(t.diff_note))
         notes += [f"Provenance: {_h(p)}" for p in t.provenance]
         body += ['<div class="notes">'] + [f"<p>{n}</p>" for n in notes] + ["</div>"]
+        body += _html_references(t, d)
         if t.paired:
             body.append("<p>Paired comparison with the baseline over the same seeds (mean difference, "
                         "t-based 95% CI):</p>")
