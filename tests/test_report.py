@@ -651,3 +651,19 @@ def test_published_reference_rows_only_under_their_protocol(tmp_path):
     assert r"ImageNet-1M, supervised --- published [1] & 81.3 & 53.5 & 58.8 \\" in \
         (out / "report.tex").read_text().replace("—", "---")
     assert "<td>82.4</td><td>57.0</td><td>63.6</td>" in (out / "report.html").read_text()
+
+
+def test_a_quick_run_gets_its_own_table(tmp_path):
+    """`--quick` records (protocol.quick, protocol.effective) are never rows of the full table."""
+    put(tmp_path, "detection", "mocov2", "voc-faster-rcnn-fpn", 0, {"AP50": 75.0}, bn="finetune")
+    p = put(tmp_path, "detection", "mocov2", "voc-faster-rcnn-fpn", 0, {"AP50": 20.0}, bn="finetune",
+            sub="-quick")
+    rec = records.load(p)
+    rec["protocol"]["quick"] = {"quick": True, "scale": [250, 150], "factor": 0.25, "fraction": 0.02}
+    rec["protocol"]["effective"] = {"image_scale": "250x150 train, 250x150 test"}
+    records.write(rec, p.parent)
+    det = [t for t in report_tables.build_tables(report_tables.load_runs([tmp_path]))
+           if t.kind == "detection"]
+    assert [t.title.endswith(", quick run") for t in det] == [False, True]
+    assert any("images 250x150 train, 250x150 test, 0.02 of the schedule" in text
+               for _, text in det[1].footnotes)

@@ -57,6 +57,14 @@ def finetune(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="resume from the work dir's newest loadable checkpoint")
     add_classes(parser)
+    parser.add_argument("--quick", action="store_true",
+                        help="a first look: images at a quarter of the protocol's scale and 2%% of its "
+                             "schedule, the schedule's shape kept (warm-up, lr steps); recorded, and "
+                             "never tabulated with full runs (docs/transfer.md)")
+    parser.add_argument("--scale", nargs=2, type=int, metavar=("W", "H"), default=None,
+                        help="fit the test scale into W x H and scale every resize step alike")
+    parser.add_argument("--fraction", type=float, default=None,
+                        help="run this fraction of the schedule (iterations; FPN: of each epoch's images)")
     parser.add_argument("--force", action="store_true",
                         help="replace a finished run's record in the work dir (default: refuse)")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none",

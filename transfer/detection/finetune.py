@@ -33,6 +33,7 @@ from transfer.convert.conversion import save_conversion
 from transfer.convert.mmdet_cfg import mmdet_backbone_cfg
 from transfer.convert.verify import convert_and_verify
 from transfer.detection import arguments, checkpoints, options, protocols
+from transfer.detection import quick as quick_mod
 
 DEFAULT_WORK_ROOT = Path("work_dirs") / "finetune"
 BACKBONE_NAME = "backbone.pth"
@@ -267,6 +268,20 @@ def build_config(protocol: str, bn: str | None, seed: int, work_dir: Path, data_
     return cfg, section
 
 
+def effective(cfg, section: dict[str, Any]) -> dict[str, Any]:
+    """What will run, read from the resolved config (not the protocol's nominal settings): the
+    report keeps runs whose effective settings differ apart."""
+    import hashlib
+    import json
+
+    opts = section.get("cfg_options") or {}
+    digest = hashlib.sha256(json.dumps(opts, sort_keys=True, default=repr).encode()).hexdigest()[:12]
+    backbone = cfg.model.backbone
+    return {"image_scale": quick_mod.describe_scale(cfg), "depth": backbone.get("depth"),
+            "max_iters": cfg.train_cfg.get("max_iters"), "max_epochs": cfg.train_cfg.get("max_epochs"),
+            "cfg_options_sha256": digest if opts else None, "quick": section.get("quick")}
+
+
 def _final_metrics(runner, hook) -> dict:
     """The last evaluation if it ran after the last iteration, else one test pass."""
     if hook.val_metrics and hook.val_metrics[-1][0] == runner.iter:
@@ -393,10 +408,12 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
              cfg_options: dict | None = None, resume: bool = False, launcher: str = "none",
              label: str | None = None, verify_loading: bool = True, force: bool = False,
              device: str | None = None, amp: bool = False, wandb: bool = False,
-             classes: str = "auto") -> dict[str, Any]:
+             classes: str = "auto", quick: bool = False, scale: tuple[int, int] | None = None,
+             fraction: float | None = None) -> dict[str, Any]:
     """Fine-tune and evaluate; returns the result record (also written to WORK_DIR/result.json).
 
-    `classes`: auto, protocol, data or a file of names (transfer/detection/datacheck.py).
+    `classes`: auto, protocol, data or a file of names (transfer/detection/datacheck.py);
+    `quick`, `scale`, `fraction`: a shrunk run with the schedule's shape (transfer/detection/quick.py).
     A finished record in WORK_DIR is replaced only with `force`. A failure writes a 'failed'
     record (an interruption an 'interrupted' one) and re-raises.
     """
@@ -424,6 +441,10 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
             data = data_check(cfg, meta["dataset"], classes, work_dir)
             section["classes"] = data[0].classes.record()
             record["data"] = data[0].record()
+        section["quick"] = quick_mod.apply(
+            cfg, scale, fraction, quick,
+            [(s.configs, s.images) for s in (data[0].splits if data else []) if s.role == "train"])
+        section["effective"] = effective(cfg, section)
         section["amp"] = apply_amp(cfg, cuda) if amp else None
         if wandb:
             add_wandb(cfg, work_dir.name)
@@ -466,7 +487,9 @@ def run(args: argparse.Namespace) -> int:
                    work_dir=args.work_dir, data_root=args.data_root,
                    cfg_options=parse_options(args.cfg_options), resume=args.resume,
                    launcher=args.launcher, label=args.label, force=args.force,
-                   device=args.device, amp=args.amp, wandb=args.wandb, classes=args.classes)
+                   device=args.device, amp=args.amp, wandb=args.wandb, classes=args.classes,
+                   quick=args.quick, scale=tuple(args.scale) if args.scale else None,
+                   fraction=args.fraction)
     print(f"{rec['work_dir']}/result.json: " + ", ".join(
         f"{k}={v:.2f}" for k, v in rec["metrics"].items()), file=sys.stderr)
     return 0

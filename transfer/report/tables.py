@@ -128,7 +128,7 @@ def _run_row(rec: dict[str, Any], path: Path) -> dict[str, Any]:
                and all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in probs),
                path, "a finished flatness record needs details.sorted_probs, a list of numbers")
     sha = ck.get("sha256")
-    return {"classes": _classes_key(pr.get("classes")),
+    return {"classes": _classes_key(pr.get("classes")) + _quick_key(pr.get("quick"), pr.get("effective")),
         "path": str(path), "kind": rec["kind"], "status": rec["status"],
         "error": rec.get("error"), "finished": rec.get("finished") or "",
         "label": label.strip(), "protocol": name.strip(), "dataset": pr.get("dataset"),
@@ -152,6 +152,16 @@ def _classes_key(classes: Any) -> str:
     names = [str(n) for n in classes.get("names") or []]
     shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
     return f"custom ({len(names)}): {shown}"
+
+
+def _quick_key(quick: Any, effective: Any) -> str:
+    """'' for a full run; '; quick: ...' for a shrunk one (`--quick`/`--scale`/`--fraction`)."""
+    if not isinstance(quick, dict):
+        return ""
+    scale = (effective or {}).get("image_scale") if isinstance(effective, dict) else None
+    parts = [f"images {scale}" if scale else None,
+             f"{quick['fraction']:g} of the schedule" if quick.get("fraction") else None]
+    return "; quick run: " + ", ".join(p for p in parts if p)
 
 
 def load_runs(roots: Iterable[str | os.PathLike]) -> pd.DataFrame:
@@ -631,6 +641,10 @@ def build_tables(runs: pd.DataFrame, baseline: str = "auto", decimals: int = 1) 
     return tables
 
 
+def custom_of(variant: str) -> str:
+    return variant.partition("; quick run: ")[0]
+
+
 def _detection_table(det: pd.DataFrame, failed: pd.DataFrame, name: str, classes: str,
                      baseline: str, decimals: int) -> Table:
     """One protocol's table; runs on a custom class set get their own, titled and footnoted."""
@@ -642,14 +656,20 @@ def _detection_table(det: pd.DataFrame, failed: pd.DataFrame, name: str, classes
     bad = failed[(failed.kind == "detection") & (failed.protocol == name)]
     if classes:
         bad = bad[bad.classes == classes]
-        title += ", custom class set"
-        tex_title = tex_title and tex_title + ", custom class set"
+        custom, _, quick = classes.partition("; quick run: ")
+        suffix = ", ".join(p for p in ("custom class set" if custom else "", "quick run" if quick else "") if p)
+        title += f", {suffix}"
+        tex_title = tex_title and f"{tex_title}, {suffix}"
     table = _build(Selection(
-        _slug("detection", name, "custom" if classes else ""), "detection", name, title, tex_title,
+        _slug("detection", name, "custom" if custom_of(classes) else "",
+              "quick" if "; quick run: " in classes else ""), "detection", name, title, tex_title,
         sel, bad, list(spec.metrics), _bn_groups(sel, spec.bn_modes), [], True), baseline, decimals)
-    if classes:
-        table.footnotes.append(("*", f"Trained and scored on the data's own classes, {classes}; not "
+    custom, _, quick = classes.partition("; quick run: ")
+    if custom:
+        table.footnotes.append(("*", f"Trained and scored on the data's own classes, {custom}; not "
                                      f"comparable with the {name} protocol's standard-class rows."))
+    if quick:
+        table.footnotes.append(("q", f"A shrunk run ({quick}): not the {name} protocol's numbers."))
     return table
 
 
