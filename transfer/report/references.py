@@ -30,8 +30,9 @@ REFERENCES: tuple[Reference, ...] = tuple(
 
 
 def references_for(protocol: str, title: str) -> list[Reference]:
-    """The published rows measured with `protocol`; none for a custom class set's table."""
-    if "custom class set" in title:
+    """The published rows measured with `protocol`; none for a custom class set's or a quick
+    run's table (neither is the protocol the numbers were measured with)."""
+    if "custom class set" in title or "quick run" in title:
         return []
     return [r for r in REFERENCES if r.protocol == protocol]
 
