@@ -55,8 +55,12 @@ def rescale(cfg, scale: tuple[int, int]) -> float:
     """Every resize step scaled so the test scale fits `scale`; returns the factor."""
     tw, th = scored_scale(cfg)
     f = min(scale[0] / tw, scale[1] / th)
+    seen: set[int] = set()  # loaders and datasets may share one pipeline dict: scale it once
     for key in _LOADERS:
         for d in _walk(cfg.get(key)):
+            if id(d) in seen:
+                continue
+            seen.add(id(d))
             field = _RESIZES.get(d.get("type"))
             if field and d.get(field) is not None:
                 d[field] = _times(d[field], f)
