@@ -27,9 +27,10 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from transfer.detection import annotations as an
+from transfer.detection.protocols import walk as _walk
 from unmix.core import files
 from unmix.core.errors import UnmixError
 
@@ -184,16 +185,6 @@ class Split:
         if self.kind == "coco":
             return self.source.stem.removeprefix("instances_")
         return f"{self.source.parents[2].name}/{self.source.stem}"
-
-
-def _walk(node: Any) -> Iterator[dict]:
-    if isinstance(node, dict):
-        yield node
-        for v in node.values():
-            yield from _walk(v)
-    elif isinstance(node, (list, tuple)):
-        for v in node:
-            yield from _walk(v)
 
 
 def _voc_dirs(ds: dict) -> tuple[Path, Path]:

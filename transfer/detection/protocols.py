@@ -224,18 +224,19 @@ def scale_lr(cfg, total_batch: int) -> dict[str, Any]:
     return {"lr": lr, "lr_base": lr0, "lr_base_batch": batch0}
 
 
-def _walk(node: Any):
+def walk(node: Any):
+    """Every dict in a config tree, depth first (a dict reached twice is yielded twice)."""
     if isinstance(node, dict):
         yield node
         for v in node.values():
-            yield from _walk(v)
+            yield from walk(v)
     elif isinstance(node, (list, tuple)):
         for v in node:
-            yield from _walk(v)
+            yield from walk(v)
 
 
 def data_root_of(cfg) -> str | None:
-    for d in _walk(cfg.test_dataloader):
+    for d in walk(cfg.test_dataloader):
         if "data_root" in d:
             return d["data_root"]
     return None
@@ -246,11 +247,11 @@ def set_data_root(cfg, root: str) -> None:
     root = str(root).rstrip("/") + "/"
     old = data_root_of(cfg)
     for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        for d in _walk(cfg.get(key)):
+        for d in walk(cfg.get(key)):
             if "data_root" in d:
                 d["data_root"] = root
     for key in ("val_evaluator", "test_evaluator"):
-        for d in _walk(cfg.get(key)):
+        for d in walk(cfg.get(key)):
             ann = d.get("ann_file")
             if isinstance(ann, str) and old and ann.startswith(old):
                 d["ann_file"] = root + ann[len(old):].lstrip("/")
@@ -287,7 +288,7 @@ def use_unmix_datasets(cfg) -> None:
     from mmdet.registry import DATASETS
 
     for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        for d in _walk(cfg.get(key)):
+        for d in walk(cfg.get(key)):
             ours = UNMIX_DATASETS.get(d.get("type"))
             if ours and DATASETS.get(ours) is not None:
                 d["type"] = ours

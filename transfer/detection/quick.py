@@ -17,24 +17,15 @@ step type, never by a pipeline index, so every protocol and any wrapper (Repeat/
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from typing import Any
 
 from unmix.core.errors import UnmixError
+from transfer.detection.protocols import walk as _walk
 
 QUICK_FACTOR = 0.25
 QUICK_FRACTION = 0.02
 _RESIZES = {"Resize": "scale", "RandomResize": "scale", "RandomChoiceResize": "scales"}
 _LOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
-
-
-def _walk(node: Any) -> Iterator[dict]:
-    if isinstance(node, dict):
-        yield node
-        for v in node.values():
-            yield from _walk(v)
-    elif isinstance(node, (list, tuple)):
-        for v in node:
-            yield from _walk(v)
 
 
 def _times(value: Any, f: float) -> Any:
