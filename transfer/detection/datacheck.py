@@ -27,10 +27,9 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from transfer.detection import annotations as an
-from transfer.detection.protocols import walk as _walk
 from unmix.core import files
 from unmix.core.errors import UnmixError
 
@@ -39,6 +38,7 @@ _MAX_LISTED = 5
 
 
 def listing(names: list[str]) -> str:
+    """The first few names, and how many more."""
     shown = ", ".join(names[:_MAX_LISTED])
     return shown + (f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else "")
 
@@ -157,6 +157,19 @@ def load_coco(path: str | os.PathLike, img_root: str | os.PathLike, require_mask
 
 
 # ---------------------------------------------------------------------------------- splits
+
+def walk(node: Any) -> Iterator[dict]:
+    """Every dict in a config tree, depth first (a dict reached twice is yielded twice)."""
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from walk(v)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            yield from walk(v)
+
+
+_walk = walk
 
 DATASET_KINDS = {"VOCDataset": "voc", "UnmixVOCDataset": "voc", "CocoDataset": "coco",
                  "UnmixCocoDataset": "coco"}

@@ -36,7 +36,6 @@ from unmix.core.errors import UnmixError
 DOC = "docs/detection-data-and-metrics.md"
 VOC_LAYOUT = "VOCdevkit/VOC2007/{JPEGImages,Annotations,ImageSets/Main}"
 COCO_LAYOUT = "annotations/instances_<split>.json and <split>/*.jpg"
-_MAX_LISTED = 5
 
 
 class SkippedAnnotationsWarning(UserWarning):
@@ -56,12 +55,6 @@ class DataRoot:
                "VOCdevkit": f"{self.given} is the VOCdevkit/ directory itself",
                "coco": f"{self.given} is a COCO root"}[self.form]
         return f"{how}; data_root={self.path} ({counts})"
-
-
-def _listing(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:_MAX_LISTED])
-    more = f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else ""
-    return shown + more
 
 
 def _files_in(directory: Path) -> set[str]:
@@ -120,7 +113,7 @@ def check_voc_root(data_root: str | os.PathLike,
             if missing:
                 raise UnmixError(f"VOC data root {given}: {len(missing)} of {len(ids)} {what} listed "
                                  f"in {prefix}{year}/ImageSets/Main/{name}.txt are missing from "
-                                 f"{prefix}{year}/{sub}/: {_listing(missing)} {hint}")
+                                 f"{prefix}{year}/{sub}/: {datacheck.listing(missing)} {hint}")
     return found
 
 
@@ -154,7 +147,7 @@ def check_coco_root(data_root: str | os.PathLike, splits: Sequence[str] = ("trai
             if missing:
                 raise UnmixError(f"COCO data root {given}: {len(missing)} of {len(data['images'])} "
                                  f"images listed in annotations/instances_{split}.json are missing "
-                                 f"from {split}/: {_listing(missing)} {hint}")
+                                 f"from {split}/: {datacheck.listing(missing)} {hint}")
     return found
 
 
@@ -182,7 +175,7 @@ def _checked_data_list(dataset, load, what: str) -> list[dict]:
     missing = _missing_images(data_list)
     if missing:
         raise UnmixError(f"{dataset.ann_file}: {len(missing)} listed image(s) missing: "
-                         f"{_listing(missing)} (see {DOC})")
+                         f"{datacheck.listing(missing)} (see {DOC})")
     dataset.skip_counts = {k: n for k, n in dataset._skips.counts.items() if n}
     _emit(dataset._skips, f"{what} {dataset.ann_file}")
     return data_list
@@ -232,7 +225,7 @@ class UnmixVOCDataset(VOCDataset):
                                    for i in infos])
         if missing:
             raise UnmixError(f"{self.ann_file}: {len(missing)} listed image(s) missing: "
-                             f"{_listing(missing)} (see {DOC})")
+                             f"{datacheck.listing(missing)} (see {DOC})")
         return [self.parse_data_info(i) for i in infos]
 
     def parse_data_info(self, img_info: dict) -> dict:

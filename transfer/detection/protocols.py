@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from transfer.detection.datacheck import walk
 from unmix.core.errors import Refused, UnmixError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "transfer"
@@ -222,17 +223,6 @@ def scale_lr(cfg, total_batch: int) -> dict[str, Any]:
     cfg.optim_wrapper.optimizer.lr = lr
     cfg.auto_scale_lr = dict(enable=False, base_batch_size=batch0)  # never scale twice
     return {"lr": lr, "lr_base": lr0, "lr_base_batch": batch0}
-
-
-def walk(node: Any):
-    """Every dict in a config tree, depth first (a dict reached twice is yielded twice)."""
-    if isinstance(node, dict):
-        yield node
-        for v in node.values():
-            yield from walk(v)
-    elif isinstance(node, (list, tuple)):
-        for v in node:
-            yield from walk(v)
 
 
 def data_root_of(cfg) -> str | None:

@@ -20,7 +20,7 @@ import math
 from typing import Any
 
 from unmix.core.errors import UnmixError
-from transfer.detection.protocols import walk as _walk
+from transfer.detection.datacheck import walk as _walk
 
 QUICK_FACTOR = 0.25
 QUICK_FRACTION = 0.02
