@@ -21,7 +21,7 @@ ensure_stack()
 from mmengine.hooks import Hook  # noqa: E402
 from mmengine.registry import HOOKS  # noqa: E402
 
-from transfer.detection import checkpoints  # noqa: E402
+from transfer.detection import checkpoints, datacheck  # noqa: E402
 from transfer.detection import finetune as ft  # noqa: E402
 from transfer.detection import protocols  # noqa: E402
 from unmix.core import files, records  # noqa: E402
@@ -78,7 +78,7 @@ def test_relative_data_root_is_resolved_once_and_recorded_absolute(data, monkeyp
     cfg, section = ft.build_config(PROTOCOL, None, 0, data / "wd", "voc", None, None, "none", 1, False)
     assert Path(section["data_root"]).is_absolute() and section["data_root"].startswith(str(data / "voc"))
     assert all(Path(d["data_root"]).is_absolute()
-               for d in protocols._walk(cfg.train_dataloader) if "data_root" in d)
+               for d in datacheck.walk(cfg.train_dataloader) if "data_root" in d)
 
 
 def test_default_work_dirs_are_unique_per_checkpoint(tmp_path):

@@ -23,7 +23,7 @@ protocols.register_modules()
 
 def _resizes(cfg, loader):
     return [(d["type"], copy.deepcopy(d.get("scale", d.get("scales"))))
-            for d in datacheck._walk(cfg.get(loader)) if d.get("type") in quick._RESIZES]
+            for d in datacheck.walk(cfg.get(loader)) if d.get("type") in quick._RESIZES]
 
 
 def _schedulers(cfg):

@@ -169,8 +169,6 @@ def walk(node: Any) -> Iterator[dict]:
             yield from walk(v)
 
 
-_walk = walk
-
 DATASET_KINDS = {"VOCDataset": "voc", "UnmixVOCDataset": "voc", "CocoDataset": "coco",
                  "UnmixCocoDataset": "coco"}
 
@@ -215,7 +213,7 @@ def splits_of(cfg) -> list[Split]:
     found: dict[tuple[str, Path], Split] = {}
     for key, role in (("train_dataloader", "train"), ("val_dataloader", "test"),
                       ("test_dataloader", "test")):
-        for d in _walk(cfg.get(key)):
+        for d in walk(cfg.get(key)):
             kind = DATASET_KINDS.get(d.get("type"))
             if kind and d.get("ann_file"):
                 split = found.setdefault((role, _source(d)), Split(role, kind, _source(d)))
@@ -378,7 +376,7 @@ class DataCheck:
 
 def _trains_masks(cfg) -> bool:
     return any(d.get("type") == "LoadAnnotations" and d.get("with_mask")
-               for d in _walk(cfg.get("train_dataloader")))
+               for d in walk(cfg.get("train_dataloader")))
 
 
 def _given_classes(splits: list[Split]) -> tuple[str, ...] | None:
@@ -433,7 +431,7 @@ def apply(cfg, dc: DataCheck, work_dir: Path) -> list[Split]:
                 for e in ev if isinstance(ev, (list, tuple)) else [ev] if ev else []:
                     if e.get("ann_file") and Path(e["ann_file"]).absolute() == s.source.absolute():
                         e["ann_file"] = dst
-    for d in _walk(cfg.model):
+    for d in walk(cfg.model):
         if "num_classes" in d and d.get("type") != "RPNHead":
             d["num_classes"] = len(names)
     return copied
@@ -478,7 +476,7 @@ def check_for_evaluation(cfg, work_dir: Path, standard_of) -> DataCheck | None:
         return None
     dataset = splits[0].kind
     dc = check(cfg, dataset, standard_of(dataset))
-    heads = {d["num_classes"] for d in _walk(cfg.model) if "num_classes" in d and d.get("type") != "RPNHead"}
+    heads = {d["num_classes"] for d in walk(cfg.model) if "num_classes" in d and d.get("type") != "RPNHead"}
     if heads and heads != {len(dc.classes.names)}:
         raise UnmixError(f"{splits[0].source}: the data has {len(dc.classes.names)} classes "
                          f"({dc.classes.describe()}) but the model's heads predict {sorted(heads)}; "

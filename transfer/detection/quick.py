@@ -20,7 +20,7 @@ import math
 from typing import Any
 
 from unmix.core.errors import UnmixError
-from transfer.detection.datacheck import walk as _walk
+from transfer.detection.datacheck import walk
 
 QUICK_FACTOR = 0.25
 QUICK_FRACTION = 0.02
@@ -36,7 +36,7 @@ def _times(value: Any, f: float) -> Any:
 
 
 def scored_scale(cfg) -> tuple[int, int]:
-    for d in _walk(cfg.get("test_dataloader")):
+    for d in walk(cfg.get("test_dataloader")):
         if d.get("type") == "Resize" and isinstance(d.get("scale"), (list, tuple)):
             return tuple(d["scale"])  # type: ignore[return-value]
     raise UnmixError("the protocol's test pipeline has no Resize with a (width, height) scale")
@@ -48,7 +48,7 @@ def rescale(cfg, scale: tuple[int, int]) -> float:
     f = min(scale[0] / tw, scale[1] / th)
     seen: set[int] = set()  # loaders and datasets may share one pipeline dict: scale it once
     for key in _LOADERS:
-        for d in _walk(cfg.get(key)):
+        for d in walk(cfg.get(key)):
             if id(d) in seen:
                 continue
             seen.add(id(d))
@@ -99,7 +99,7 @@ def shorten(cfg, fraction: float, train_sets: list[tuple[list[dict], int]]) -> N
 
 def describe_scale(cfg) -> str:
     """'<train scales> train, <test> test' of the config as it will run."""
-    train = [d.get(_RESIZES[d["type"]]) for d in _walk(cfg.get("train_dataloader"))
+    train = [d.get(_RESIZES[d["type"]]) for d in walk(cfg.get("train_dataloader"))
              if d.get("type") in _RESIZES]
     tw, th = scored_scale(cfg)
     return f"{_fmt(train[0]) if train else '?'} train, {tw}x{th} test"
