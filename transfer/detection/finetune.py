@@ -34,6 +34,7 @@ from transfer.convert.mmdet_cfg import mmdet_backbone_cfg
 from transfer.convert.verify import convert_and_verify
 from transfer.detection import arguments, checkpoints, options, protocols
 from transfer.detection import quick as quick_mod
+from transfer.detection import schedule
 
 DEFAULT_WORK_ROOT = Path("work_dirs") / "finetune"
 BACKBONE_NAME = "backbone.pth"
@@ -444,6 +445,7 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
         section["quick"] = quick_mod.apply(
             cfg, scale, fraction, quick,
             [(s.configs, s.images) for s in (data[0].splits if data else []) if s.role == "train"])
+        schedule.check(cfg, f"{protocol} as configured (--cfg-options, --quick/--fraction)")
         section["effective"] = effective(cfg, section)
         section["amp"] = apply_amp(cfg, cuda) if amp else None
         if wandb:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from transfer.detection import schedule
 from transfer.detection.datacheck import walk
 from unmix.core.errors import Refused, UnmixError
 
@@ -309,6 +310,7 @@ def _voc_fpn_smoke(scale: tuple[int, int], bbox_min_size: bool) -> dict[str, Any
         opts[f"{ds}.filter_cfg.min_size"] = 8
         if bbox_min_size:  # mmdet 3.3's 32-px filter, scaled to the small images
             opts[f"{ds}.filter_cfg.bbox_min_size"] = 4
+    # mmdet's VOC schedule is one MultiStepLR by epoch (no warm-up, as 1.x's VOC config).
     opts.update({"train_cfg.max_epochs": 1, "param_scheduler.0.end": 1,
                  "param_scheduler.0.milestones": [1]})
     return opts
@@ -317,7 +319,7 @@ def _voc_fpn_smoke(scale: tuple[int, int], bbox_min_size: bool) -> dict[str, Any
 def _iter_smoke(iters: int) -> dict[str, Any]:
     """An iteration-based schedule (the C4 protocols) cut to `iters` iterations."""
     return {"train_cfg.max_iters": iters, "train_cfg.val_interval": iters,
-            "param_scheduler.0.end": 1, "param_scheduler.1.end": iters,
+            "param_scheduler.0.end": schedule.MIN_WARMUP, "param_scheduler.1.end": iters,
             "param_scheduler.1.milestones": [iters], "default_hooks.checkpoint.interval": iters}
 
 
@@ -339,7 +341,7 @@ def _coco_smoke(scale: tuple[int, int], multi_scale: bool, iters: int | None) ->
     if iters is not None:
         opts.update(_iter_smoke(iters))
     else:
-        opts.update({"train_cfg.max_epochs": 1, "param_scheduler.0.end": 1,
+        opts.update({"train_cfg.max_epochs": 1, "param_scheduler.0.end": schedule.MIN_WARMUP,
                      "param_scheduler.1.end": 1, "param_scheduler.1.milestones": [1]})
     return opts
 

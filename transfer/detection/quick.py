@@ -7,7 +7,8 @@ step type, never by a pipeline index, so every protocol and any wrapper (Repeat/
   range keeps its shape); `filter_cfg.min_size` and `bbox_min_size` are scaled by f too (a 32-px
   filter on quarter-size images would drop what the full-size run keeps).
 - fraction: an iteration-based schedule (C4) runs F of its iterations, with its warm-up end, lr
-  steps, evaluation/checkpoint intervals and Precise BN batches scaled by F (at least 1 each). An
+  steps, evaluation/checkpoint intervals and Precise BN batches scaled by F (at least 1 each; a
+  warm-up at least 2 steps, as one step would freeze its lr: transfer/detection/schedule.py). An
   epoch-based one (FPN) keeps its epochs and lr-step epochs and trains on the first F of each
   training split's images (mmengine's `indices`); its iteration warm-up is scaled by F, as an
   epoch has F of its iterations.
@@ -20,6 +21,7 @@ import math
 from typing import Any
 
 from unmix.core.errors import UnmixError
+from transfer.detection import schedule
 from transfer.detection.datacheck import walk
 
 QUICK_FACTOR = 0.25
@@ -93,6 +95,8 @@ def shorten(cfg, fraction: float, train_sets: list[tuple[list[dict], int]]) -> N
         for k in ("begin", "end"):
             if isinstance(s.get(k), int) and s[k] > 0:
                 s[k] = _iters(s[k], fraction)
+        if isinstance(s.get("end"), int):
+            s["end"] = schedule.ramp_end(s, s["end"])  # a 1-step warm-up would freeze the lr
         if s.get("milestones"):
             s["milestones"] = [_iters(m, fraction) for m in s["milestones"]]
 
