@@ -1,6 +1,10 @@
 """unmix sweep: grid expansion, skip finished cells, record failed ones and go on, resume, rerun."""
-import pytest
+import argparse
 
+import pytest
+import yaml
+
+from transfer.detection import arguments
 from transfer.detection import sweep as sw
 from unmix.core import records
 from unmix.core.errors import UnmixError
@@ -14,15 +18,25 @@ def spec(tmp_path, **kw):
 
 
 class FakeFinetune:
-    """Writes a finished record like finetune() does, or fails for chosen cells."""
+    """Writes a finished record like finetune() does (its protocol.quick and protocol.classes
+    sections included), or fails for chosen cells."""
 
     def __init__(self, fail=()):
-        self.calls, self.fail = [], set(fail)
+        self.calls, self.fail, self.kwargs = [], set(fail), []
 
-    def __call__(self, checkpoint, protocol, bn, seed, work_dir, data_root, cfg_options, resume, label):
+    def __call__(self, checkpoint, protocol, bn, seed, work_dir, data_root, cfg_options, resume, label,
+                 classes="auto", quick=False, scale=None, fraction=None, force=False):
         self.calls.append((label, bn, seed, resume))
+        self.kwargs.append({"classes": classes, "quick": quick, "scale": scale, "fraction": fraction,
+                            "force": force, "work_dir": work_dir})
+        if quick:  # finetune's quick.apply: a quarter of the 1000x600 test scale, 2% of the schedule
+            scale, fraction = scale or (250, 150), 0.02 if fraction is None else fraction
+        shrunk = None if scale is None and fraction is None else {
+            "quick": quick, "scale": list(scale) if scale else None, "factor": 1.0, "fraction": fraction}
+        source = {"auto": "protocol", "protocol": "protocol", "data": "data"}.get(classes, f"file {classes}")
         rec = records.new_record("detection", {"label": label, "path": checkpoint},
-                                 {"name": protocol, "seed": seed, "bn_requested": bn}, env={})
+                                 {"name": protocol, "seed": seed, "bn_requested": bn, "quick": shrunk,
+                                  "classes": {"kind": "standard", "source": source, "num": 20}}, env={})
         if (label, bn, seed) in self.fail:
             records.fail(rec, "RuntimeError: boom")
             records.write(rec, work_dir)
@@ -128,3 +142,108 @@ def test_default_labels_of_two_runs_latest_differ(tmp_path):
     s = spec(tmp_path, checkpoints=["runs/moco/latest.pth", "runs/byol/latest.pth"])
     assert [c["label"] for c in s["checkpoints"]] == ["moco", "byol"]
     assert all(tmp_path / "runs" in c["work_dir"].parents for c in sw.cells(s))
+
+
+# ------------------------------------------------------------- quick, scale, fraction, classes
+
+@pytest.mark.parametrize("bad,match", [
+    ({"quick": "yes"}, "quick: expected true or false"),
+    ({"scale": [64]}, r"scale: expected \[W, H\]"), ({"scale": [64, 0]}, r"scale: expected \[W, H\]"),
+    ({"scale": [64.5, 48]}, r"scale: expected \[W, H\]"), ({"scale": "64x48"}, r"scale: expected \[W, H\]"),
+    ({"fraction": 0}, r"fraction: expected a number in \(0, 1\]"),
+    ({"fraction": 1.5}, r"fraction: expected a number in \(0, 1\]"),
+    ({"fraction": True}, r"fraction: expected a number in \(0, 1\]"),
+    ({"classes": "nope.txt"}, "classes: nope.txt: no such class file"),
+    ({"classes": 3}, "classes: expected auto, protocol, data or a file")])
+def test_bad_shrink_keys_are_one_line_errors_naming_the_spec(tmp_path, bad, match):
+    p = tmp_path / "grid.yaml"
+    p.write_text(yaml.safe_dump({"checkpoints": ["none"], "protocols": ["voc-faster-rcnn-fpn"], **bad}))
+    with pytest.raises(UnmixError, match=rf"^{p}: {match}") as err:
+        sw.load_spec(p)
+    assert "\n" not in str(err.value)
+
+
+def test_every_cell_gets_the_spec_shrink_and_a_variant_dir(tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text("cat\ndog\n")
+    s = spec(tmp_path, quick=True, scale=[64, 48], fraction=0.5, classes=str(names))
+    fake = FakeFinetune()
+    sw.sweep(s, finetune_fn=fake, log=lambda m: None)
+    assert len(fake.kwargs) == 8
+    for kw in fake.kwargs:
+        assert (kw["quick"], kw["scale"], kw["fraction"], kw["classes"]) == (True, (64, 48), 0.5, str(names))
+        assert kw["work_dir"].parent.parent.parent.parent == tmp_path / "runs" / "quick-scale64x48-fraction0.5"
+    # a full sweep in the same work_root does not take the quick cells for its own
+    full = FakeFinetune()
+    out = sw.sweep(spec(tmp_path), finetune_fn=full, log=lambda m: None)
+    assert len(full.calls) == 8 and not out["skipped"]
+    assert all(kw["quick"] is False and kw["scale"] is None and kw["fraction"] is None
+               and kw["classes"] == "auto" for kw in full.kwargs)
+    # and the quick sweep again skips its own 8
+    assert len(sw.sweep(s, finetune_fn=FakeFinetune(), log=lambda m: None)["skipped"]) == 8
+
+
+def test_flags_override_the_spec_keys(tmp_path):
+    from unmix import cli
+
+    p = tmp_path / "grid.yaml"
+    p.write_text(yaml.safe_dump({"work_root": str(tmp_path / "runs"), "checkpoints": ["none"],
+                                 "protocols": ["voc-faster-rcnn-fpn"], "quick": True, "fraction": 0.5,
+                                 "scale": [64, 48], "classes": "data"}))
+    parser = argparse.ArgumentParser()
+    sw.add_arguments(parser)
+    args = parser.parse_args([str(p), "--no-quick", "--scale", "80", "60", "--classes", "protocol"])
+    s = sw.load_spec(p, arguments.sweep_overrides(args))
+    assert (s["quick"], s["scale"], s["fraction"], s["classes"]) == (False, (80, 60), 0.5, "protocol")
+    s = sw.load_spec(p, arguments.sweep_overrides(parser.parse_args([str(p)])))
+    assert (s["quick"], s["scale"], s["fraction"], s["classes"]) == (True, (64, 48), 0.5, "data")
+    assert cli.main(["sweep", str(p), "--fraction", "2", "--dry-run"]) == 1  # checked before the spec
+
+
+def test_a_cell_that_ran_otherwise_is_neither_skipped_nor_resumed_without_force(tmp_path):
+    """A full sweep's record in a cell the spec now asks to run with other classes (or a quick
+    record where a full one is asked, e.g. written with an explicit work dir) is not 'done'."""
+    s = spec(tmp_path, checkpoints=["none"], bn=["frozen"], seeds=[0, 1])
+    sw.sweep(s, finetune_fn=FakeFinetune(), log=lambda m: None)
+    again = spec(tmp_path, checkpoints=["none"], bn=["frozen"], seeds=[0, 1], classes="data")
+    fake = FakeFinetune()
+    with pytest.raises(UnmixError, match=r"seed0/result.json: a finished run with classes from the "
+                                         r"protocol \(the spec: data\); 2 of 2 cells .*--force"):
+        sw.sweep(again, finetune_fn=fake, log=lambda m: None)
+    assert fake.calls == []  # nothing ran
+    logged = []
+    out = sw.sweep(again, finetune_fn=fake, log=logged.append, force=True)
+    assert [kw["force"] for kw in fake.kwargs] == [True, True] and len(out["finished"]) == 2
+    assert [c[3] for c in fake.calls] == [False, False]  # from scratch, not resumed
+    assert any("re-running from scratch" in m for m in logged)
+    # the re-run records now agree: a rerun skips them
+    assert len(sw.sweep(again, finetune_fn=FakeFinetune(), log=lambda m: None)["skipped"]) == 2
+
+
+@pytest.mark.parametrize("record_quick, asked, differs", [
+    (None, {}, []),
+    ({"quick": True, "scale": [250, 150], "factor": 0.25, "fraction": 0.02}, {}, ["quick", "scale", "fraction"]),
+    ({"quick": True, "scale": [250, 150], "factor": 0.25, "fraction": 0.02}, {"quick": True}, []),
+    ({"quick": True, "scale": [250, 150], "factor": 0.25, "fraction": 0.02},
+     {"quick": True, "scale": [64, 48]}, ["scale"]),
+    ({"quick": False, "scale": None, "factor": 1.0, "fraction": 0.1}, {"fraction": 0.1}, []),
+    ({"quick": False, "scale": None, "factor": 1.0, "fraction": 0.1}, {"fraction": 0.2}, ["fraction"]),
+    (None, {"scale": [64, 48]}, ["scale"])])
+def test_differences_name_what_the_record_ran_otherwise(tmp_path, record_quick, asked, differs):
+    rec = {"status": "finished", "protocol": {"quick": record_quick}}
+    got = sw.differences(rec, spec(tmp_path, **asked))
+    assert [d.split()[0] for d in got] == differs
+
+
+def test_classes_modes_against_what_the_record_says(tmp_path):
+    def diff(source, mode):
+        rec = {"status": "finished", "protocol": {"quick": None, "classes": {"source": source}}}
+        return sw.differences(rec, spec(tmp_path, classes=mode))
+
+    f = tmp_path / "c.txt"
+    f.write_text("a\n")
+    assert not diff("protocol", "auto") and not diff("data", "auto") and not diff("config", "data")
+    assert diff("data", "protocol") and diff("protocol", "data") and diff(f"file {f}", "auto")
+    assert not diff(f"file {f}", str(f)) and diff("protocol", str(f))
+    # a record written before finetune resolved anything (a failure that early) tells nothing
+    assert sw.differences({"status": "failed", "protocol": {"name": "x"}}, spec(tmp_path, quick=True)) == []

@@ -24,10 +24,19 @@ SPEC (YAML), every key but checkpoints and protocols optional:
   bn: [finetune, frozen]                # default: each protocol's own
   seeds: [0, 1, 2]                      # default: [0]
   cfg_options: {train_cfg.max_epochs: 1}   # mmengine overrides applied to every cell
+                                        # (lists become tuples where the config has tuples)
+  quick: false                          # true: every cell as `unmix finetune --quick`
+  scale: [320, 192]                     # every cell as `--scale W H` (default: none)
+  fraction: 0.1                         # every cell as `--fraction F` (default: none)
+  classes: auto                         # auto | protocol | data | FILE, as `--classes`
 
 A finished cell is skipped, a failed one recorded and the grid goes on; an interrupted one
 resumes from its newest loadable checkpoint when the sweep runs again. A label is one plain
-name (no '/', '\\\\' or '..')."""
+name (no '/', '\\\\' or '..'). The flags --quick, --scale, --fraction and --classes override
+the spec's keys. A shrunk sweep (quick, scale or fraction) puts its cells under
+WORK_ROOT/VARIANT/ (e.g. WORK_ROOT/quick/LABEL/...), apart from the full sweep's; a cell whose
+record says it ran with other quick/scale/fraction/classes settings stops the sweep before
+anything runs (exit 1), and --force re-runs such cells from scratch."""
 
 
 def _device(value: str) -> str:
@@ -177,3 +186,33 @@ def sweep(parser: argparse.ArgumentParser) -> None:
     parser.epilog = SWEEP_SCHEMA
     parser.add_argument("spec", help="sweep spec (YAML), see below")
     parser.add_argument("--dry-run", action="store_true", help="list the cells and their state only")
+    parser.add_argument("--quick", action=argparse.BooleanOptionalAction, default=None,
+                        help="every cell as `unmix finetune --quick` (overrides the spec's quick)")
+    parser.add_argument("--scale", nargs=2, type=int, metavar=("W", "H"), default=None,
+                        help="every cell as `unmix finetune --scale W H` (overrides the spec's scale)")
+    parser.add_argument("--fraction", type=float, default=None,
+                        help="every cell as `unmix finetune --fraction F` (overrides the spec's fraction)")
+    parser.add_argument("--classes", default=None, metavar="auto|protocol|data|FILE",
+                        help="the class set of every cell, as `unmix finetune --classes` "
+                             "(overrides the spec's classes; default auto)")
+    parser.add_argument("--force", action="store_true",
+                        help="re-run from scratch the cells whose record says they ran with other "
+                             "quick/scale/fraction/classes settings (default: stop, naming one)")
+    parser.set_defaults(check_args=check_sweep)
+
+
+def check_sweep(args: argparse.Namespace) -> None:
+    """The flags' values, before the spec is read (the spec's own keys: sweep.validate_spec)."""
+    if args.scale is not None and min(args.scale) < 1:
+        raise UnmixError(f"--scale {args.scale[0]} {args.scale[1]}: expected two positive integers")
+    if args.fraction is not None and not 0 < args.fraction <= 1:
+        raise UnmixError(f"--fraction {args.fraction:g}: expected a number in (0, 1]")
+    if args.classes not in (None, "auto", "protocol", "data") and not Path(args.classes).is_file():
+        raise UnmixError(f"--classes {args.classes}: no such class file (or auto, protocol, data)")
+
+
+def sweep_overrides(args: argparse.Namespace) -> dict:
+    """The spec keys the command line sets (a flag given overrides the spec's key)."""
+    given = {"quick": args.quick, "scale": args.scale, "fraction": args.fraction,
+             "classes": args.classes}
+    return {k: v for k, v in given.items() if v is not None}
