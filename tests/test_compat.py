@@ -92,3 +92,30 @@ def test_getattr_is_allowed_only_for_history_buffer_statistics(tmp_path):
     buf = hub["log_scalars"]["train/loss"]
     assert buf._statistics_methods["min"] is HistoryBuffer.min
     assert buf.statistics("mean") == 1.5
+
+
+def test_a_config_is_reflowed_by_yapf_once_and_written_unchanged(monkeypatch):
+    from mmengine.config import config as mm_config
+    from yapf.yapflib import yapf_api
+
+    from transfer.detection import protocols
+
+    calls = []
+    original = mm_config.FormatCode._unmix_original
+    assert original is yapf_api.FormatCode  # the fix wraps yapf's own function
+    cfg = protocols.load_config("voc-faster-rcnn-c4")
+
+    def counting(text, style_config=None, **kw):
+        calls.append(text)
+        return original(text, style_config=style_config, **kw)
+
+    monkeypatch.setattr(mm_config, "FormatCode", counting)
+    reference = cfg.pretty_text  # yapf itself, no memo
+    from transfer.stack import compat
+
+    compat.memoize_config_format()  # wraps the counting function
+    texts = [cfg.pretty_text for _ in range(4)]
+    assert texts == [reference] * 4  # the text written is unchanged
+    assert len(calls) == 2  # once for the reference, once for four dumps
+    cfg.train_cfg.max_iters = 7
+    assert "max_iters=7" in cfg.pretty_text and len(calls) == 3  # a changed config is reformatted
