@@ -27,13 +27,34 @@ SHA_MOCO, SHA_OURS, SHA_RAND = "1a" * 32, "2b" * 32, "3c" * 32
 COCO_KEYS = ["bbox_AP", "bbox_AP50", "bbox_AP75", "segm_AP", "segm_AP50", "segm_AP75"]
 
 
+# protocol.effective as transfer/detection/finetune.py's effective() writes it for the unmodified
+# protocol configs (printed from them); any other detection protocol gets OTHER_EFFECTIVE.
+_FPN_VOC = {"image_scale": "1000x600 train, 1000x600 test", "depth": 50, "max_iters": None, "max_epochs": 4}
+_FPN_COCO = {"image_scale": "1333x800 train, 1333x800 test", "depth": 50, "max_iters": None, "max_epochs": 12}
+_C4_VOC = {"image_scale": "1333x480..1333x800 train, 1333x800 test", "depth": 50, "max_iters": 24000,
+           "max_epochs": None}
+EFFECTIVE = {name: {**e, "cfg_options_sha256": None, "quick": None} for name, e in {
+    "voc-faster-rcnn-fpn": _FPN_VOC, "coco-retinanet-fpn": _FPN_COCO, "coco-mask-rcnn-fpn": _FPN_COCO,
+    "voc-faster-rcnn-c4": _C4_VOC, "voc-faster-rcnn-c4-mmselfsup": _C4_VOC,
+    "coco-mask-rcnn-fpn-mmselfsup": {**_FPN_COCO, "image_scale": "1333x640..1333x800 train, 1333x800 test"},
+}.items()}
+OTHER_EFFECTIVE = {**EFFECTIVE["coco-mask-rcnn-fpn"], "max_epochs": 24}
+
+
 def put(root: Path, kind: str, label: str, proto: str, seed, metrics: dict, *, bn=None, bn_req=None,
-        pretrain=None, sha=SHA_MOCO, failed=False, details=None, dataset=None, sub="") -> Path:
+        pretrain=None, sha=SHA_MOCO, failed=False, details=None, dataset=None, sub="",
+        effective="as-run", quick=None) -> Path:
+    """A record as `unmix finetune`/`knn`/... write it; detection records carry `protocol.effective`
+    (the protocol's own settings unless `effective` says otherwise; None: a record from before
+    effective settings were recorded)."""
     ck = {"label": label, "path": f"/ck/{label}.pth", "sha256": sha, "format": "torchvision",
           "arch": "resnet50", "stem": "imagenet", "pretrain": pretrain}
     pr = {"name": proto, "seed": seed, "dataset": dataset}
     if bn:
         pr.update(bn_requested=bn_req or bn, bn_used=bn)
+    if kind == "detection" and effective is not None:
+        pr["effective"] = dict(EFFECTIVE.get(proto, OTHER_EFFECTIVE)) if effective == "as-run" else effective
+        pr["quick"] = quick
     rec = records.new_record(kind, ck, pr, env=ENV)
     if details:
         rec["details"] = details
@@ -219,7 +240,9 @@ def test_latex_booktabs_cells(results, full):
     assert r"Ours & 1 & 12.0$^{-9.0}$ \\" in tex
     assert "% " + "Runs not tabulated" in tex and "%" in tex.splitlines()[-1]
     # balanced environments and braces, so \input works as-is
-    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 5
+    # 5 tables of ours, 2 of published rows (paper Tables 7 and 8b under VOC FPN and Mask R-CNN FPN)
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 7
+    assert tex.count(r"\caption{Published (not our runs): ") == 2
     body = re.sub(r"\\[{}]", "", "\n".join(line for line in tex.splitlines() if not line.startswith("%")))
     assert body.count("{") == body.count("}")
 
@@ -642,28 +665,133 @@ def test_published_reference_rows_only_under_their_protocol(tmp_path):
     out = make(root, tmp_path, "--formats", "md,tex,html", "--no-plots")
     md = (out / "report.md").read_text()
     c4, fpn = md.index("Faster R-CNN R50-C4"), md.index("Faster R-CNN R50-FPN")
-    # facebookresearch/moco detection/README.md's table, as read there
-    row = "| ImageNet-1M, MoCo v2, 800ep — published [1] | 82.5 | 57.4 | 64.0 |"
-    assert md.count(row) == 1 and md.count("| published (source) | AP50 | AP | AP75 |") == 1
+    # facebookresearch/moco detection/README.md's table, as read there (SyncBN, as its configs)
+    row = "| ImageNet-1M, MoCo v2, 800ep — published [1] | SyncBN | 82.5 | 57.4 | 64.0 |"
+    assert md.count(row) == 1 and md.count("| published (source) | BN | AP50 | AP | AP75 |") == 1
     at = md.index(row)
     assert (c4 < at < fpn) if c4 < fpn else (at > c4)  # under the C4 table only
     assert "facebookresearch/moco detection/README.md" in md
-    assert r"ImageNet-1M, supervised --- published [1] & 81.3 & 53.5 & 58.8 \\" in \
+    assert r"ImageNet-1M, supervised --- published [1] & SyncBN & 81.3 & 53.5 & 58.8 \\" in \
         (out / "report.tex").read_text().replace("—", "---")
     assert "<td>82.4</td><td>57.0</td><td>63.6</td>" in (out / "report.html").read_text()
+
+
+def _md_of(root: Path, tmp_path: Path) -> str:
+    return (make(root, tmp_path, "--formats", "md", "--no-plots") / "report.md").read_text()
+
+
+def _published(md: str) -> list[str]:
+    return [line for line in md.splitlines() if "— published [" in line]
+
+
+def test_published_rows_need_the_bn_mode_of_the_runs(tmp_path):
+    """MoCo's numbers are SyncBN runs: a single-process C4 run (recorded bn_used finetune) gets none;
+    the paper's Table 7 rows stand beside the runs of their own BN mode only."""
+    put(tmp_path / "a", "detection", "MoCo", "voc-faster-rcnn-c4", 0, {"AP50": 80.0}, bn="finetune",
+        bn_req="sync")
+    assert _published(_md_of(tmp_path / "a", tmp_path / "ra")) == []
+    put(tmp_path / "b", "detection", "MoCo", "voc-faster-rcnn-fpn", 0, {"AP50": 75.0, "recall": 90.0},
+        bn="finetune")
+    md = _md_of(tmp_path / "b", tmp_path / "rb")
+    # arXiv 2003.05438v1 Table 7(a), "No Freeze" = --bn finetune; (b) "Freeze BN" rows not shown
+    assert _published(md) == [
+        "| MoCo (K=16384) — published [1] | No Freeze | 75.1 | 90.2 |",
+        "| Un-Mix (K=16384) — published [1] | No Freeze | 75.8 | 90.7 |",
+        "| Un-Mix (K=65536) — published [1] | No Freeze | 76.4 | 90.5 |"]
+    assert "| published (source) | BN | AP50 | Recall |" in md
+    assert ("- [1] Rethinking Image Mixture for Unsupervised Visual Representation Learning (arXiv "
+            "2003.05438v1), Table 7(a)") in md
+    put(tmp_path / "b", "detection", "MoCo", "voc-faster-rcnn-fpn", 0, {"AP50": 72.0, "recall": 92.0},
+        bn="frozen")
+    rows = _published(_md_of(tmp_path / "b", tmp_path / "rc"))
+    assert len(rows) == 6 and "| Un-Mix (K=65536) — published [2] | Freeze BN | 73.8 | 93.3 |" in rows
+
+
+def test_paper_coco_rows_under_the_mmdet1x_protocols_with_bn_frozen(tmp_path):
+    keys = ["bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_APs", "bbox_APm", "bbox_APl"]
+    put(tmp_path, "detection", "MoCo", "coco-retinanet-fpn", 0, dict(zip(keys, [30.0] * 6)), bn="frozen")
+    put(tmp_path, "detection", "MoCo", "coco-mask-rcnn-fpn", 0, dict(zip(COCO_KEYS, MASK_MOCO)), bn="frozen")
+    # the same protocol on mmdet 3.3's recipe is not the paper's: no rows there
+    put(tmp_path, "detection", "MoCo", "coco-mask-rcnn-fpn-mmdet3", 0, dict(zip(COCO_KEYS, MASK_MOCO)),
+        bn="frozen")
+    md = _md_of(tmp_path, tmp_path / "r")
+    # arXiv 2003.05438v1 Table 8(a) and 8(b), as printed there
+    assert _published(md) == [
+        "| MoCo (K=16384) — published [1] | Freeze BN | 30.7 | 48.2 | 32.7 | 15.7 | 33.5 | 40.7 |",
+        "| Un-Mix (K=16384) — published [1] | Freeze BN | 31.8 | 49.8 | 34.2 | 16.7 | 34.7 | 42.2 |",
+        "| Un-Mix (K=65536) — published [1] | Freeze BN | 31.9 | 50.2 | 34.1 | 16.5 | 35.0 | 41.7 |",
+        "| MoCo (K=16384) — published [1] | Freeze BN | 31.2 | 51.3 | 33.3 | 29.1 | 48.2 | 30.6 |",
+        "| Un-Mix (K=16384) — published [1] | Freeze BN | 32.8 | 53.3 | 35.1 | 30.3 | 50.1 | 32.1 |",
+        "| Un-Mix (K=65536) — published [1] | Freeze BN | 33.7 | 54.4 | 36.5 | 31.1 | 51.3 | 32.7 |"]
+    assert "| published (source) | BN | AP | AP50 | AP75 | APs | APm | APl |" in md
+    assert "Table 8(b): Mask R-CNN R50-FPN" in md and "Table 7" not in md
+
+
+def test_mmselfsup_rows_as_printed_under_the_mmselfsup_protocols(tmp_path):
+    put(tmp_path, "detection", "MoCo", "voc-faster-rcnn-c4-mmselfsup", 0, {"AP50": 80.0}, bn="sync")
+    put(tmp_path, "detection", "MoCo", "coco-mask-rcnn-fpn-mmselfsup", 0, dict(zip(COCO_KEYS, [40.0] * 6)),
+        bn="sync")
+    rows = _published(_md_of(tmp_path, tmp_path / "r"))
+    # open-mmlab/mmselfsup configs/selfsup/*/README.md at db861f30: two decimals for VOC, as there
+    assert "| MoCo v2, mocov2\\_resnet50\\_8xb32-coslr-200e — published [1] | SyncBN | 81.06 |" in rows
+    assert "| SimSiam, simsiam\\_resnet50\\_8xb32-coslr-200e — published [1] | SyncBN | 79.85 |" in rows
+    assert ("| BYOL, byol\\_resnet50\\_8xb32-accum16-coslr-200e — published [1] | SyncBN | 40.9 | 61.0 | 44.6 "
+            "| 36.8 | 58.1 | 39.5 |") in rows
+    assert sum("DenseCL" in r for r in rows) == 1  # its COCO row is empty in mmselfsup's README
+    assert len(rows) == 10 + 9
+
+
+def _effective(**changes) -> dict:
+    return {**EFFECTIVE["voc-faster-rcnn-fpn"], **changes}
+
+
+def test_runs_with_other_effective_settings_never_share_a_table(tmp_path):
+    """Issue 17.2: R50 at 1000x600, R18, 128x96 images, 200 iterations, a --cfg-options digest and
+    a record without settings under one protocol name: six tables, each naming what differs."""
+    proto = "voc-faster-rcnn-fpn"
+    for seed, ap in enumerate((75.0, 75.4)):
+        put(tmp_path, "detection", "MoCo", proto, seed, {"AP50": ap, "recall": 90.0}, bn="finetune")
+    variants = {"r18": (_effective(depth=18), 60.0), "small": (_effective(
+        image_scale="128x96 train, 128x96 test"), 20.0), "short": (_effective(max_epochs=None, max_iters=200), 10.0),
+        "opts": (_effective(cfg_options_sha256="0123456789ab"), 74.0), "old": (None, 70.0)}
+    for sub, (eff, ap) in variants.items():
+        put(tmp_path, "detection", "MoCo", proto, 0, {"AP50": ap, "recall": 80.0}, bn="finetune",
+            effective=eff, sub=f"-{sub}")
+    runs = report_tables.load_runs([tmp_path])
+    assert runs.superseded_by.isna().all()  # same label and seed, other settings: not a re-run
+    det = [t for t in report_tables.build_tables(runs) if t.kind == "detection"]
+    ap50 = {t.title: sorted(v for r in t.rows for c, col in zip(r.cells, t.columns)
+                            if col.metric is not None and col.metric.key == "AP50" for v in c.values)
+            for t in det}
+    base = "Faster R-CNN R50-FPN, VOC07+12 trainval -> VOC2007 test"
+    assert ap50 == {base: [75.0, 75.4], f"{base} [settings not recorded]": [70.0],
+                    f"{base} [depth 18]": [60.0], f"{base} [images 128x96 train, 128x96 test]": [20.0],
+                    f"{base} [200 iterations]": [10.0], f"{base} [--cfg-options sha256 0123456789ab]": [74.0]}
+    assert list(ap50)[:2] == [base, f"{base} [settings not recorded]"]  # the protocol's own first
+    assert len({t.key for t in det}) == 6 and det[0].key == "detection-voc-faster-rcnn-fpn"
+    notes = {t.title: dict(t.footnotes) for t in det}
+    assert notes[f"{base} [depth 18]"]["S"].startswith(
+        "Run with other settings than the voc-faster-rcnn-fpn protocol's: depth 18 (the protocol: depth 50).")
+    assert "4 epochs" in notes[f"{base} [200 iterations]"]["S"]
+    assert "grouped by the protocol name voc-faster-rcnn-fpn" in notes[f"{base} [settings not recorded]"]["U"]
+    assert [t.nominal for t in det] == [True] + [False] * 5
+    md = _md_of(tmp_path, tmp_path / "r")
+    assert md.count("| published (source) |") == 1  # under the protocol's own table only
+    first = md.index("| published (source) |")
+    assert md.index(f"## Table 1: {base}") < first < md.index("## Table 2:")
 
 
 def test_a_quick_run_gets_its_own_table(tmp_path):
     """`--quick` records (protocol.quick, protocol.effective) are never rows of the full table."""
     put(tmp_path, "detection", "mocov2", "voc-faster-rcnn-fpn", 0, {"AP50": 75.0}, bn="finetune")
-    p = put(tmp_path, "detection", "mocov2", "voc-faster-rcnn-fpn", 0, {"AP50": 20.0}, bn="finetune",
-            sub="-quick")
-    rec = records.load(p)
-    rec["protocol"]["quick"] = {"quick": True, "scale": [250, 150], "factor": 0.25, "fraction": 0.02}
-    rec["protocol"]["effective"] = {"image_scale": "250x150 train, 250x150 test"}
-    records.write(rec, p.parent)
+    # an epoch schedule cut by --fraction keeps its epochs: the quick section tells it apart
+    put(tmp_path, "detection", "mocov2", "voc-faster-rcnn-fpn", 0, {"AP50": 20.0}, bn="finetune",
+        sub="-quick", effective=_effective(image_scale="250x150 train, 250x150 test"),
+        quick={"quick": True, "scale": [250, 150], "factor": 0.25, "fraction": 0.02})
     det = [t for t in report_tables.build_tables(report_tables.load_runs([tmp_path]))
            if t.kind == "detection"]
-    assert [t.title.endswith(", quick run") for t in det] == [False, True]
+    assert [", quick run [" in t.title for t in det] == [False, True]
+    assert det[1].title.endswith(", quick run [images 250x150 train, 250x150 test; 0.02 of the schedule]")
     assert any("images 250x150 train, 250x150 test, 0.02 of the schedule" in text
                for _, text in det[1].footnotes)
+    assert not det[1].nominal and det[0].nominal

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from transfer.report import settings
 from transfer.report.tables import round_half_up
 
 # Which per-class metrics to show, in order: VOC's AP50 (the paper's number) and AP, COCO's boxes
@@ -34,7 +35,9 @@ def _column(row: pd.Series) -> str:
     return f"{row.label} ({row.bn_used})" if isinstance(row.bn_used, str) else str(row.label)
 
 
-def _one_table(sel: pd.DataFrame, protocol: str, metric: str) -> PerClassTable | None:
+def _one_table(sel: pd.DataFrame, protocol: str, metric: str, tag: tuple[str, str] = ("", "")
+               ) -> PerClassTable | None:
+    """`tag`: (title suffix, key suffix) naming the class set and effective settings."""
     values: dict[tuple[str, str], list[float]] = {}
     seeds: dict[str, int] = {}
     classes: list[str] = []
@@ -52,22 +55,33 @@ def _one_table(sel: pd.DataFrame, protocol: str, metric: str) -> PerClassTable |
     if not seeds:
         return None
     cols = sorted(seeds)
-    return PerClassTable(key=f"perclass-{protocol}-{metric}".replace("_", "-"),
-                         title=f"Per-class {metric} (%), {protocol}", columns=cols, classes=classes,
+    return PerClassTable(key=f"perclass-{protocol}-{metric}{tag[1]}".replace("_", "-"),
+                         title=f"Per-class {metric} (%), {protocol}{tag[0]}", columns=cols, classes=classes,
                          values={k: statistics.fmean(v) for k, v in values.items()}, seeds=seeds)
 
 
 def per_class_tables(runs: pd.DataFrame) -> list[PerClassTable]:
-    """Finished, not superseded detection runs that recorded per-class AP, grouped by protocol."""
+    """Finished, not superseded detection runs that recorded per-class AP, grouped by protocol, class
+    set and effective settings (as the main tables: runs that differ never share one)."""
     if "per_class_AP" not in runs or not len(runs):
         return []
     sel = runs[(runs.kind == "detection") & (runs.status == "finished") & runs.superseded_by.isna()
                & runs.per_class_AP.notna()]
     out = []
     for protocol in sorted(sel.protocol.unique()):
-        grp = sel[sel.protocol == protocol]
-        out += [t for m in METRICS if (t := _one_table(grp, protocol, m)) is not None]
+        mine = sel[sel.protocol == protocol]
+        for classes, skey in sorted(set(zip(mine.classes, mine.settings))):
+            grp = mine[(mine.classes == classes) & (mine.settings == skey)]
+            tag = _tag(protocol, classes, skey, set(mine.settings))
+            out += [t for m in METRICS if (t := _one_table(grp, protocol, m, tag)) is not None]
     return out
+
+
+def _tag(protocol: str, classes: str, skey: str, siblings: set[str]) -> tuple[str, str]:
+    var = settings.variant(protocol, skey, siblings)
+    title = ("" if not classes else ", custom class set") + (", quick run" if var.quick else "")
+    key = "".join(f"-{k}" for k in (settings.custom_slug(classes), var.slug) if k)
+    return title + var.suffix(), key
 
 
 def _cells(t: PerClassTable, d: int, dash: str) -> list[list[str]]:

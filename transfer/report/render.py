@@ -109,27 +109,38 @@ def _md_table(headers: list[str], rows: list[list[str]], align: list[str]) -> li
     return out
 
 
-def _ref_metric_keys(t: Table) -> list[str]:
-    return [c.metric.key for c in t.columns if not c.is_n]
+def _ref_columns(t: Table, tex: bool = False) -> list[tuple[str, str]]:
+    """(metric key, header) of the table's metric columns, once each."""
+    return list({c.metric.key: (c.metric.tex or tex_escape(c.metric.text)) if tex else c.metric.text
+                 for c in t.columns if not c.is_n}.items())
+
+
+def _references(t: Table, dash: str, tex: bool = False) -> tuple[list[str], list[list[str]], list[str]]:
+    return references.reference_rows(t.protocol, t.nominal, t.bn_present, _ref_columns(t, tex), dash)
+
+
+REF_HEADERS = ["published (source)", "BN"]
 
 
 def _md_references(t: Table, d: int) -> list[str]:
-    """Published numbers of the same protocol, in their own small table: never mixed into ours."""
-    headers, rows, sources = references.reference_rows(t.protocol, t.title, _ref_metric_keys(t), d, DASH)
+    """Published numbers of the same protocol and BN mode, in their own small table: never mixed
+    into ours."""
+    metrics, rows, sources = _references(t, DASH)
     if not rows:
         return []
-    out = _md_table(headers, [[_md_escape(x) for x in r] for r in rows], ["l"] + ["r"] * (len(headers) - 1))
+    headers = REF_HEADERS + [_md_escape(h) for h in metrics]
+    out = _md_table(headers, [[_md_escape(x) for x in r] for r in rows], ["l", "l"] + ["r"] * len(metrics))
     return out + [""] + [f"- [{i}] {_md_escape(s)}" for i, s in enumerate(sources, 1)] + [""]
 
 
 def _tex_references(t: Table, d: int) -> list[str]:
-    headers, rows, sources = references.reference_rows(t.protocol, t.title, _ref_metric_keys(t), d, "---")
+    metrics, rows, sources = _references(t, "---", tex=True)
     if not rows:
         return []
     out = [r"\begin{table}[htbp]", r"\centering", r"\small",
-           rf"\caption{{Published (not our runs): {tex_escape(t.title)}}}",
-           r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}", r"\toprule",
-           " & ".join(tex_escape(h) for h in headers) + r" \\", r"\midrule"]
+           rf"\caption{{Published (not our runs): {t.tex_title or tex_escape(t.title)}}}",
+           r"\begin{tabular}{ll" + "r" * len(metrics) + "}", r"\toprule",
+           " & ".join([tex_escape(h) for h in REF_HEADERS] + metrics) + r" \\", r"\midrule"]
     out += [" & ".join(tex_escape(x) for x in r) + r" \\" for r in rows]
     out += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip\footnotesize"]
     out += [f"[{i}] {tex_escape(s)}" + r"\par" for i, s in enumerate(sources, 1)]
@@ -137,10 +148,10 @@ def _tex_references(t: Table, d: int) -> list[str]:
 
 
 def _html_references(t: Table, d: int) -> list[str]:
-    headers, rows, sources = references.reference_rows(t.protocol, t.title, _ref_metric_keys(t), d, DASH)
+    metrics, rows, sources = _references(t, DASH)
     if not rows:
         return []
-    out = _html_table(headers, [[_h(x) for x in r] for r in rows], 1)
+    out = _html_table(REF_HEADERS + metrics, [[_h(x) for x in r] for r in rows], 2)
     return out + ['<div class="notes">'] + [f"<p>[{i}] {_h(s)}</p>" for i, s in enumerate(sources, 1)] + ["</div>"]
 
 

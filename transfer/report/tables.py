@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from pretrain.schema import unmix_flag
+from transfer.report import settings
 from unmix.core import records
 from unmix.core.errors import UnmixError
 
@@ -128,7 +129,8 @@ def _run_row(rec: dict[str, Any], path: Path) -> dict[str, Any]:
                and all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in probs),
                path, "a finished flatness record needs details.sorted_probs, a list of numbers")
     sha = ck.get("sha256")
-    return {"classes": _classes_key(pr.get("classes")) + _quick_key(pr.get("quick"), pr.get("effective")),
+    return {"classes": _classes_key(pr.get("classes")),
+        "settings": settings.key(pr.get("effective"), pr.get("quick")),
         "path": str(path), "kind": rec["kind"], "status": rec["status"],
         "error": rec.get("error"), "finished": rec.get("finished") or "",
         "label": label.strip(), "protocol": name.strip(), "dataset": pr.get("dataset"),
@@ -154,16 +156,6 @@ def _classes_key(classes: Any) -> str:
     return f"custom ({len(names)}): {shown}"
 
 
-def _quick_key(quick: Any, effective: Any) -> str:
-    """'' for a full run; '; quick: ...' for a shrunk one (`--quick`/`--scale`/`--fraction`)."""
-    if not isinstance(quick, dict):
-        return ""
-    scale = (effective or {}).get("image_scale") if isinstance(effective, dict) else None
-    parts = [f"images {scale}" if scale else None,
-             f"{quick['fraction']:g} of the schedule" if quick.get("fraction") else None]
-    return "; quick run: " + ", ".join(p for p in parts if p)
-
-
 def load_runs(roots: Iterable[str | os.PathLike]) -> pd.DataFrame:
     """Every record under `roots` as one row; raises UnmixError naming the first bad file."""
     paths = records.find(list(roots))
@@ -177,9 +169,10 @@ def load_runs(roots: Iterable[str | os.PathLike]) -> pd.DataFrame:
 
 
 def _mark_duplicates(runs: pd.DataFrame) -> pd.DataFrame:
-    """Two finished records of the same run (label, protocol, dataset, classes, BN, seed): the latest counts,
-    the others are listed as superseded instead of silently doubling a seed."""
-    keys = ["kind", "label", "protocol", "dataset", "classes", "bn_used", "seed"]
+    """Two finished records of the same run (label, protocol, dataset, classes, effective settings,
+    BN, seed): the latest counts, the others are listed as superseded instead of silently doubling
+    a seed."""
+    keys = ["kind", "label", "protocol", "dataset", "classes", "settings", "bn_used", "seed"]
     fin = runs[(runs.status == "finished") & runs.seed.notna()]
     # repr() keys: pandas 3 turns None into NaN under astype(str), and groupby drops NaN keys.
     for _, grp in fin.groupby([fin[k].map(repr) for k in keys], sort=False, dropna=False):
@@ -312,6 +305,10 @@ class Table:
     provenance: list[str] = field(default_factory=list)
     diff_note: str | None = None
     paired: list[Paired] = field(default_factory=list)
+    # detection: the protocol's own classes and effective settings (published rows may be shown
+    # beside it), and the BN modes its finished runs used
+    nominal: bool = False
+    bn_present: tuple[str, ...] = ()
 
     @property
     def groups(self) -> list[tuple[str, int]]:
@@ -611,8 +608,11 @@ def build_tables(runs: pd.DataFrame, baseline: str = "auto", decimals: int = 1) 
     names = [p for p in DETECTION_SPECS if p in set(det.protocol)]
     names += sorted(set(det.protocol) - set(DETECTION_SPECS))
     for name in names:
-        for classes in sorted(set(det[det.protocol == name].classes)):
-            tables.append(_detection_table(det, failed, name, classes, baseline, decimals))
+        mine = det[det.protocol == name]
+        siblings = set(mine.settings)
+        for classes, skey in sorted(set(zip(mine.classes, mine.settings)),
+                                    key=lambda cs: (cs[0], _settings_order(name, cs[1], siblings), cs[1])):
+            tables.append(_detection_table(det, failed, name, (classes, skey, siblings), baseline, decimals))
 
     for kind, title in (("linear", "Linear classification"), ("knn", "kNN classification")):
         cls = usable[usable.kind == kind]
@@ -641,35 +641,41 @@ def build_tables(runs: pd.DataFrame, baseline: str = "auto", decimals: int = 1) 
     return tables
 
 
-def custom_of(variant: str) -> str:
-    return variant.partition("; quick run: ")[0]
+def _settings_order(protocol: str, skey: str, siblings: set[str]) -> int:
+    """The protocol's own settings first, then records without settings, then other settings."""
+    if skey == settings.UNRECORDED:
+        return 1
+    return 0 if settings.variant(protocol, skey, siblings).nominal else 2
 
 
-def _detection_table(det: pd.DataFrame, failed: pd.DataFrame, name: str, classes: str,
-                     baseline: str, decimals: int) -> Table:
-    """One protocol's table; runs on a custom class set get their own, titled and footnoted."""
-    sel = det[(det.protocol == name) & (det.classes == classes)]
+def _detection_table(det: pd.DataFrame, failed: pd.DataFrame, name: str,
+                     group: tuple[str, str, set[str]], baseline: str, decimals: int) -> Table:
+    """One table per (protocol, class set, effective settings): runs on a custom class set or with
+    other settings than the protocol's get their own, titled and footnoted."""
+    classes, skey, siblings = group
+    sel = det[(det.protocol == name) & (det.classes == classes) & (det.settings == skey)]
+    var = settings.variant(name, skey, siblings)
     spec = DETECTION_SPECS.get(name)
     if spec is None:
         spec = TableSpec(f"Detection protocol {name}", "", tuple(_metrics_present(sel, {})))
     title, tex_title = _detector_titles(spec, sel)
-    bad = failed[(failed.kind == "detection") & (failed.protocol == name)]
-    if classes:
-        bad = bad[bad.classes == classes]
-        custom, _, quick = classes.partition("; quick run: ")
-        suffix = ", ".join(p for p in ("custom class set" if custom else "", "quick run" if quick else "") if p)
-        title += f", {suffix}"
-        tex_title = tex_title and f"{tex_title}, {suffix}"
+    # A run that failed before its settings were known still explains a dash here.
+    bad = failed[(failed.kind == "detection") & (failed.protocol == name) & (failed.classes == classes)
+                 & failed.settings.isin([skey, settings.UNRECORDED])]
+    tail = ", ".join(p for p in ("custom class set" if classes else "", "quick run" if var.quick else "")
+                     if p)
+    tail = (f", {tail}" if tail else "") + var.suffix()
+    title, tex_title = title + tail, tex_title and tex_title + tail
     table = _build(Selection(
-        _slug("detection", name, "custom" if custom_of(classes) else "",
-              "quick" if "; quick run: " in classes else ""), "detection", name, title, tex_title,
-        sel, bad, list(spec.metrics), _bn_groups(sel, spec.bn_modes), [], True), baseline, decimals)
-    custom, _, quick = classes.partition("; quick run: ")
-    if custom:
-        table.footnotes.append(("*", f"Trained and scored on the data's own classes, {custom}; not "
+        _slug("detection", name, settings.custom_slug(classes), "quick" if var.quick else "", var.slug),
+        "detection", name, title, tex_title, sel, bad, list(spec.metrics), _bn_groups(sel, spec.bn_modes),
+        [], True), baseline, decimals)
+    if classes:
+        table.footnotes.append(("*", f"Trained and scored on the data's own classes, {classes}; not "
                                      f"comparable with the {name} protocol's standard-class rows."))
-    if quick:
-        table.footnotes.append(("q", f"A shrunk run ({quick}): not the {name} protocol's numbers."))
+    table.footnotes.extend(var.notes)
+    table.nominal = var.nominal and not classes
+    table.bn_present = tuple(sorted({b for b in sel.bn_used if isinstance(b, str)}))
     return table
 
 
