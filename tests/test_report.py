@@ -795,3 +795,17 @@ def test_a_quick_run_gets_its_own_table(tmp_path):
     assert any("images 250x150 train, 250x150 test, 0.02 of the schedule" in text
                for _, text in det[1].footnotes)
     assert not det[1].nominal and det[0].nominal
+
+
+def test_per_class_tables_split_by_effective_settings(tmp_path):
+    from transfer.report.perclass import per_class_tables
+
+    per = {"per_class_AP": {"AP50": {"aeroplane": 80.0}}}
+    put(tmp_path, "detection", "MoCo", "voc-faster-rcnn-fpn", 0, {"AP50": 75.0}, bn="finetune", details=per)
+    put(tmp_path, "detection", "MoCo", "voc-faster-rcnn-fpn", 0, {"AP50": 60.0}, bn="finetune", sub="-r18",
+        details={"per_class_AP": {"AP50": {"aeroplane": 50.0}}}, effective=_effective(depth=18))
+    tables = per_class_tables(report_tables.load_runs([tmp_path]))
+    assert [(t.title, t.values[("aeroplane", "MoCo (finetune)")]) for t in tables] == [
+        ("Per-class AP50 (%), voc-faster-rcnn-fpn", 80.0),
+        ("Per-class AP50 (%), voc-faster-rcnn-fpn [depth 18]", 50.0)]
+    assert len({t.key for t in tables}) == 2

@@ -70,9 +70,11 @@ def per_class_tables(runs: pd.DataFrame) -> list[PerClassTable]:
     out = []
     for protocol in sorted(sel.protocol.unique()):
         mine = sel[sel.protocol == protocol]
-        for classes, skey in sorted(set(zip(mine.classes, mine.settings))):
+        siblings = set(mine.settings)
+        for classes, skey in sorted(set(zip(mine.classes, mine.settings)),
+                                    key=lambda cs: (cs[0], settings.order(protocol, cs[1], siblings), cs[1])):
             grp = mine[(mine.classes == classes) & (mine.settings == skey)]
-            tag = _tag(protocol, classes, skey, set(mine.settings))
+            tag = _tag(protocol, classes, skey, siblings)
             out += [t for m in METRICS if (t := _one_table(grp, protocol, m, tag)) is not None]
     return out
 

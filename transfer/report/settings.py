@@ -65,6 +65,14 @@ def key(effective: Any, quick: Any) -> str:
     return UNRECORDED if s is None else json.dumps(s, sort_keys=True)
 
 
+def order(protocol: str, skey: str, siblings: Iterable[str]) -> int:
+    """Tables' order: the protocol's own settings first, then records without settings, then the
+    other settings."""
+    if skey == UNRECORDED:
+        return 1
+    return 0 if variant(protocol, skey, siblings).nominal else 2
+
+
 def custom_slug(classes: str) -> str:
     """'' for the protocol's classes, 'custom-<hash>' for a class set of its own (two sets, two keys)."""
     return f"custom-{hashlib.sha256(classes.encode()).hexdigest()[:6]}" if classes else ""

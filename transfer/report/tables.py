@@ -611,7 +611,7 @@ def build_tables(runs: pd.DataFrame, baseline: str = "auto", decimals: int = 1) 
         mine = det[det.protocol == name]
         siblings = set(mine.settings)
         for classes, skey in sorted(set(zip(mine.classes, mine.settings)),
-                                    key=lambda cs: (cs[0], _settings_order(name, cs[1], siblings), cs[1])):
+                                    key=lambda cs: (cs[0], settings.order(name, cs[1], siblings), cs[1])):
             tables.append(_detection_table(det, failed, name, (classes, skey, siblings), baseline, decimals))
 
     for kind, title in (("linear", "Linear classification"), ("knn", "kNN classification")):
@@ -639,13 +639,6 @@ def build_tables(runs: pd.DataFrame, baseline: str = "auto", decimals: int = 1) 
             failed[(failed.kind == "flatness") & (failed.protocol == name)],
             _metrics_present(sel, {}), [("", None)], [], None), baseline, decimals))
     return tables
-
-
-def _settings_order(protocol: str, skey: str, siblings: set[str]) -> int:
-    """The protocol's own settings first, then records without settings, then other settings."""
-    if skey == settings.UNRECORDED:
-        return 1
-    return 0 if settings.variant(protocol, skey, siblings).nominal else 2
 
 
 def _detection_table(det: pd.DataFrame, failed: pd.DataFrame, name: str,
