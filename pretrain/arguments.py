@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from pretrain.quick import QUICK_EPOCHS, QUICK_ITERS_PER_EPOCH, QUICK_KNN_SAMPLES
 from unmix.core.errors import UnmixError
 
 # What the kNN (monitor and `unmix knn`) compares: the backbone's pooled features, or the
@@ -29,6 +30,12 @@ def pretrain(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="start over in a work dir that holds a run (its checkpoints and "
                              "metrics.jsonl are replaced)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a first look: at most {QUICK_EPOCHS} epochs of {QUICK_ITERS_PER_EPOCH} "
+                             "iterations, the schedule's shape kept (warm-up, cosine, lr steps as "
+                             f"shares of the short run), kNN monitor once on {QUICK_KNN_SAMPLES} images; "
+                             "recorded in the checkpoints and train.log; default work dir "
+                             "work_dirs/pretrain/<config name>-quick (docs/pretrain.md)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     parser.add_argument("--features", default=None, metavar="|".join(FEATURES),
                         help="what the kNN monitor compares: the backbone's pooled features or the "

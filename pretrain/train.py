@@ -30,6 +30,7 @@ from torch import nn
 from pretrain import arguments
 from pretrain import checkpoint as ckpt
 from pretrain import data as pdata
+from pretrain import quick as pquick
 from pretrain import schema
 from pretrain.features import HeadFeatures, extract_features
 from pretrain.knn import knn_predict
@@ -186,7 +187,7 @@ def _tb_writer(work_dir: Path, enabled: bool):
 
 
 # ----------------------------------------------------------------------------- the loop
-def _model_meta(cfg, mcfg: dict, dcfg: dict, epoch: int, epochs: int) -> dict:
+def _model_meta(cfg, mcfg: dict, dcfg: dict, epoch: int, epochs: int, quick: dict | None = None) -> dict:
     ff = dict(dcfg.get("first_form", {}) or {})
     meta = {"method": mcfg.get("type"), "arch": mcfg.get("arch"), "stem": mcfg.get("stem", "imagenet"),
             "version": mcfg.get("version"),
@@ -196,7 +197,9 @@ def _model_meta(cfg, mcfg: dict, dcfg: dict, epoch: int, epochs: int) -> dict:
             "unmix": bool((mcfg.get("unmix") or {}).get("enabled") or ff.get("enabled")),
             "mixing": {"final_form": dict(mcfg.get("unmix") or {"enabled": False}),
                        "first_form": ff if ff.get("enabled") else {"enabled": False}},
-            "dataset": dcfg.get("name"), "epoch": epoch, "epochs": epochs, "config": cfg.pretty_text}
+            "dataset": dcfg.get("name"), "epoch": epoch, "epochs": epochs, "config": cfg.pretty_text,
+            # --quick (pretrain/quick.py): a short run, never to be taken for the recipe's
+            "quick": quick}
     meta["pretrain"] = schema.summary(meta)
     return meta
 
@@ -215,7 +218,11 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "features", None) is not None:
         kcfg["features"] = arguments.check_features(args.features, args.config)
     kcfg["features"] = arguments.check_features(kcfg.get("features", "backbone"), args.config, "knn.features")
-    work_dir = Path(args.work_dir or Path("work_dirs") / "pretrain" / Path(args.config).stem)
+    quick = None
+    if getattr(args, "quick", False):
+        quick = pquick.shrink(section["schedule"], section["train"], section["model"], kcfg)
+    suffix = pquick.WORK_DIR_SUFFIX if quick else ""  # a quick run's default dir is its own
+    work_dir = Path(args.work_dir or Path("work_dirs") / "pretrain" / (Path(args.config).stem + suffix))
     if section["data"].get("root"):
         # Resolved once: config.py and the checkpoint's meta name the data wherever resumed from.
         root = str(Path(section["data"]["root"]).expanduser().absolute())
@@ -226,7 +233,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         return train(Run(cfg, mcfg=section["model"], dcfg=section["data"], ocfg=section["optimizer"],
                          scfg=section["schedule"], tcfg=section["train"], kcfg=kcfg,
-                         work_dir=work_dir, device=device, rank=rank, world=world), args.resume,
+                         work_dir=work_dir, device=device, rank=rank, world=world, quick=quick),
+                     args.resume,
                      force=getattr(args, "force", False))
     finally:
         if world > 1 and dist.is_initialized():
@@ -247,6 +255,7 @@ class Run:
     device: torch.device
     rank: int
     world: int
+    quick: dict | None = None  # the --quick record (pretrain/quick.py), None for the recipe's run
     log: logging.Logger = field(init=False)
     model: nn.Module = field(init=False)
     ddp: nn.Module = field(init=False)
@@ -314,6 +323,8 @@ def build_model(run: Run) -> None:
         model = build_method(margs).to(run.device)
     except ValueError as e:
         raise UnmixError(f"model: {e}") from None
+    if hasattr(model, "steps_per_epoch") and getattr(run, "steps_per_epoch", None):
+        model.steps_per_epoch = run.steps_per_epoch  # a --quick run's data is built first
     if run.world > 1 and run.device.type == "cuda" and run.tcfg.get("sync_bn", False):
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     run.model = model
@@ -364,6 +375,9 @@ def resume_state(run: Run) -> int:
         if meta.get(key) != want:
             raise UnmixError(f"{path}: was trained with {key} {meta.get(key)!r}, "
                              f"the config says {want!r}; use another --work-dir")
+    if bool(meta.get("quick")) != (run.quick is not None):
+        was, now = ("a quick run", "a full one") if meta.get("quick") else ("a full run", "--quick")
+        raise UnmixError(f"{path}: was {was}, this is {now} (another schedule); use another --work-dir")
     run.model.load_state_dict(state["state_dict"])
     run.optimizer.load_state_dict(state["optimizer"])
     if run.scaler is not None and state.get("scaler"):
@@ -416,8 +430,8 @@ def build_data(run: Run) -> None:
         raise UnmixError(f"{run.dcfg['root']}: {len(run.ds)} images make no full batch of "
                          f"train.batch_size={run.batch}")
     run.steps_per_epoch = steps
-    if hasattr(run.model, "steps_per_epoch"):  # SwAV's prototype freezing counts iterations
-        run.model.steps_per_epoch = steps
+    if getattr(run, "model", None) is not None and hasattr(run.model, "steps_per_epoch"):
+        run.model.steps_per_epoch = steps  # SwAV's prototype freezing counts iterations
 
 
 def train(run: Run, resume: bool, force: bool = False) -> int:
@@ -429,6 +443,10 @@ def train(run: Run, resume: bool, force: bool = False) -> int:
         files.remove_orphans(run.work_dir)  # temp files of a save that was killed
     run.log = open_log(run.work_dir / "train.log" if run.rank == 0 else None,
                        f"unmix.pretrain.{run.work_dir}", stderr=run.rank == 0)
+    if run.quick is not None:
+        # the data first: the preset sizes warm-up and SwAV's iteration settings from it
+        build_data(run)
+        quick_config(run)
     if run.rank == 0:
         run.cfg.dump(str(run.work_dir / "config.py"))
     build_model(run)
@@ -441,7 +459,8 @@ def train(run: Run, resume: bool, force: bool = False) -> int:
         run.ddp = nn.parallel.DistributedDataParallel(
             run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None,
             find_unused_parameters=bool(run.tcfg.get("find_unused_parameters", False)))
-    build_data(run)
+    if run.quick is None:
+        build_data(run)
     run.writer = _tb_writer(run.work_dir, run.rank == 0 and run.tcfg.get("tensorboard", True))
     if run.rank == 0:
         trim_metrics(run.metrics_path, start_epoch)
@@ -456,6 +475,17 @@ def train(run: Run, resume: bool, force: bool = False) -> int:
     run.log.info(f"done in {(time.time() - t_run) / 60:.1f} min; encoder checkpoint: "
                  f"{run.work_dir / ckpt.LATEST} (`unmix convert {run.work_dir / ckpt.LATEST}`)")
     return 0
+
+
+def quick_config(run: Run) -> None:
+    """The preset's iteration settings (warm-up, SwAV's frozen prototypes: shares of the short
+    run, from the training set's size), then config.py (and the checkpoints' meta['config']) of
+    the shortened sections it runs and the preset's record, not the recipe's schedule."""
+    pquick.fit_iterations(run.quick, run.scfg, run.mcfg, len(run.ds), run.batch)
+    for key, value in (("schedule", run.scfg), ("train", run.tcfg), ("model", run.mcfg), ("knn", run.kcfg)):
+        run.cfg[key] = value
+    run.cfg["quick"] = run.quick
+    run.log.info(pquick.describe(run.quick))
 
 
 def _log_settings(run: Run) -> None:
@@ -600,7 +630,7 @@ def end_epoch(run: Run, epoch: int, means: dict[str, float], seconds: float) -> 
     save_process_state(run, epoch + 1)
     if run.rank == 0:
         keep = (epoch + 1) % int(run.tcfg.get("checkpoint_interval", 10)) == 0 or epoch + 1 == run.epochs
-        meta = _model_meta(run.cfg, run.mcfg, run.dcfg, epoch + 1, run.epochs)
+        meta = _model_meta(run.cfg, run.mcfg, run.dcfg, epoch + 1, run.epochs, run.quick)
         path = ckpt.save(run.work_dir, run.model, meta, run.optimizer, run.scaler, epoch + 1, keep)
         run.log.info(f"saved {path}")
     if run.world > 1:
