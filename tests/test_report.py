@@ -809,3 +809,21 @@ def test_per_class_tables_split_by_effective_settings(tmp_path):
         ("Per-class AP50 (%), voc-faster-rcnn-fpn", 80.0),
         ("Per-class AP50 (%), voc-faster-rcnn-fpn [depth 18]", 50.0)]
     assert len({t.key for t in tables}) == 2
+
+
+def test_another_backbone_width_is_another_table(tmp_path):
+    """SwAV's R50w2 under a protocol's own settings (depth 50 as recorded) is not the protocol's
+    R50: records name the detector as built (protocol.detector), and it splits the tables."""
+    put(tmp_path, "detection", "MoCo", "voc-faster-rcnn-fpn", 0, {"AP50": 75.0, "recall": 90.0}, bn="finetune")
+    p = put(tmp_path, "detection", "SwAV", "voc-faster-rcnn-fpn", 0, {"AP50": 78.0, "recall": 91.0},
+            bn="finetune", sub="-w2")
+    rec = records.load(p)
+    rec["protocol"]["detector"] = "Faster R-CNN R50w2-FPN"
+    records.write(rec, p.parent)
+    runs = report_tables.load_runs([tmp_path])
+    det = [t for t in report_tables.build_tables(runs) if t.kind == "detection"]
+    assert [(t.title.split(",")[0], [r.label for r in t.rows], t.nominal) for t in det] == [
+        ("Faster R-CNN R50-FPN", ["MoCo"], True), ("Faster R-CNN R50w2-FPN", ["SwAV"], False)]
+    assert "not the voc-faster-rcnn-fpn protocol's Faster R-CNN R50-FPN" in dict(det[1].footnotes)["D"]
+    md = _md_of(tmp_path, tmp_path / "r")
+    assert md.count("| published (source) |") == 1

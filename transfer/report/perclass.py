@@ -71,10 +71,15 @@ def per_class_tables(runs: pd.DataFrame) -> list[PerClassTable]:
     for protocol in sorted(sel.protocol.unique()):
         mine = sel[sel.protocol == protocol]
         siblings = set(mine.settings)
-        for classes, skey in sorted(set(zip(mine.classes, mine.settings)),
-                                    key=lambda cs: (cs[0], settings.order(protocol, cs[1], siblings), cs[1])):
-            grp = mine[(mine.classes == classes) & (mine.settings == skey)]
+        detectors = mine.detector.fillna("")
+        for classes, skey, detector in sorted(
+                set(zip(mine.classes, mine.settings, detectors)),
+                key=lambda c: (c[0], settings.order(protocol, c[1], siblings), c[1], c[2])):
+            grp = mine[(mine.classes == classes) & (mine.settings == skey) & (detectors == detector)]
             tag = _tag(protocol, classes, skey, siblings)
+            if len(set(detectors)) > 1:  # as the main tables: one backbone per table
+                tag = (f"{tag[0]}, {detector or 'detector not recorded'}",
+                       f"{tag[1]}-{detector.rsplit(' ', 1)[-1].lower() or 'unrecorded'}")
             out += [t for m in METRICS if (t := _one_table(grp, protocol, m, tag)) is not None]
     return out
 

@@ -610,9 +610,12 @@ def build_tables(runs: pd.DataFrame, baseline: str = "auto", decimals: int = 1) 
     for name in names:
         mine = det[det.protocol == name]
         siblings = set(mine.settings)
-        for classes, skey in sorted(set(zip(mine.classes, mine.settings)),
-                                    key=lambda cs: (cs[0], settings.order(name, cs[1], siblings), cs[1])):
-            tables.append(_detection_table(det, failed, name, (classes, skey, siblings), baseline, decimals))
+        # the detector the records name (depth and width as built) splits too: R50w2 is not R50
+        for classes, skey, detector in sorted(
+                set(zip(mine.classes, mine.settings, mine.detector.fillna(""))),
+                key=lambda c: (c[0], settings.order(name, c[1], siblings), c[1], c[2])):
+            tables.append(_detection_table(det, failed, name, (classes, skey, detector, siblings),
+                                           baseline, decimals))
 
     for kind, title in (("linear", "Linear classification"), ("knn", "kNN classification")):
         cls = usable[usable.kind == kind]
@@ -642,32 +645,40 @@ def build_tables(runs: pd.DataFrame, baseline: str = "auto", decimals: int = 1) 
 
 
 def _detection_table(det: pd.DataFrame, failed: pd.DataFrame, name: str,
-                     group: tuple[str, str, set[str]], baseline: str, decimals: int) -> Table:
-    """One table per (protocol, class set, effective settings): runs on a custom class set or with
-    other settings than the protocol's get their own, titled and footnoted."""
-    classes, skey, siblings = group
-    sel = det[(det.protocol == name) & (det.classes == classes) & (det.settings == skey)]
+                     group: tuple[str, str, str, set[str]], baseline: str, decimals: int) -> Table:
+    """One table per (protocol, class set, effective settings, detector): runs on a custom class
+    set, with other settings or another backbone than the protocol's get their own, titled and
+    footnoted."""
+    classes, skey, detector, siblings = group
+    sel = det[(det.protocol == name) & (det.classes == classes) & (det.settings == skey)
+              & (det.detector.fillna("") == detector)]
     var = settings.variant(name, skey, siblings)
     spec = DETECTION_SPECS.get(name)
     if spec is None:
         spec = TableSpec(f"Detection protocol {name}", "", tuple(_metrics_present(sel, {})))
     title, tex_title = _detector_titles(spec, sel)
+    own = not detector or spec.title.startswith(f"{detector},")  # the protocol's backbone
     # A run that failed before its settings were known still explains a dash here.
     bad = failed[(failed.kind == "detection") & (failed.protocol == name) & (failed.classes == classes)
-                 & failed.settings.isin([skey, settings.UNRECORDED])]
+                 & failed.settings.isin([skey, settings.UNRECORDED])
+                 & failed.detector.fillna("").isin([detector, ""])]
     tail = ", ".join(p for p in ("custom class set" if classes else "", "quick run" if var.quick else "")
                      if p)
     tail = (f", {tail}" if tail else "") + var.suffix()
     title, tex_title = title + tail, tex_title and tex_title + tail
     table = _build(Selection(
-        _slug("detection", name, settings.custom_slug(classes), "quick" if var.quick else "", var.slug),
+        _slug("detection", name, settings.custom_slug(classes), "quick" if var.quick else "", var.slug,
+              "" if own else detector.rsplit(" ", 1)[-1]),
         "detection", name, title, tex_title, sel, bad, list(spec.metrics), _bn_groups(sel, spec.bn_modes),
         [], True), baseline, decimals)
     if classes:
         table.footnotes.append(("*", f"Trained and scored on the data's own classes, {classes}; not "
                                      f"comparable with the {name} protocol's standard-class rows."))
     table.footnotes.extend(var.notes)
-    table.nominal = var.nominal and not classes
+    if not own and spec.title != f"Detection protocol {name}":
+        table.footnotes.append(("D", f"Backbone as built: {detector}, not the {name} protocol's "
+                                     f"{spec.title.split(',', 1)[0]}; no published rows are shown beside it."))
+    table.nominal = var.nominal and not classes and own
     table.bn_present = tuple(sorted({b for b in sel.bn_used if isinstance(b, str)}))
     return table
 
