@@ -29,5 +29,8 @@ def momentum_copy(module: nn.Module) -> nn.Module:
 def ema_update_(target: nn.Module, online: nn.Module, m: float) -> None:
     """target <- m * target + (1 - m) * online, parameter by parameter (buffers are left alone:
     the momentum encoder keeps its own BN running statistics, as in MoCo and BYOL)."""
-    for pt, po in zip(target.parameters(), online.parameters()):
-        pt.mul_(m).add_(po.detach(), alpha=1.0 - m)
+    tp = [p.detach() for p in target.parameters()]
+    # the same two operations per parameter (mul_, add_ with alpha), batched over the parameter
+    # list: one call per op instead of two per tensor (ResNet-18: 62 tensors per encoder)
+    torch._foreach_mul_(tp, m)
+    torch._foreach_add_(tp, [p.detach() for p in online.parameters()], alpha=1.0 - m)
