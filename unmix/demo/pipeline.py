@@ -393,17 +393,20 @@ def _pipeline(args: argparse.Namespace, size: Size, wd: Path, out: Path, p: Prog
     eta = Eta(args.size, cores)
     runs_n = (1 + len(ENCODERS)) * len(BN_MODES) * size.detect_seeds
     pre, fine = _shares(cores, jobs, len(ENCODERS)), _shares(cores, jobs, runs_n)
+    n_early = len(BN_MODES) * size.detect_seeds if pre == fine else 0  # random-init cells, see below
     plan = [("data", 1, (1, None)), ("pretrain", len(ENCODERS), pre), ("knn", len(ENCODERS), (1, None)),
-            ("convert", len(ENCODERS), (1, None)), ("finetune", runs_n, fine), ("report", 1, (1, None))]
+            ("convert", len(ENCODERS), (1, None)), ("finetune", runs_n - n_early, fine), ("report", 1, (1, None))]
     timings: list[tuple[str, float, float]] = []
 
     def group(kind: str, tasks: list[Task], procs: int, threads: int | None, what: str) -> list[Task]:
-        left = sum(eta.wall(k, n, *sh) for k, n, sh in plan[[k for k, _, _ in plan].index(kind):])
-        p.info(f"== {kind}: {what}; ETA this stage {format_duration(eta.wall(kind, len(tasks), procs, threads))}, "
+        kinds = [t.extra.get("kind", kind) for t in tasks]
+        here = sum(eta.wall(k, kinds.count(k), procs, threads) for k in set(kinds))
+        left = here + sum(eta.wall(k, n, *sh) for k, n, sh in plan[[k for k, _, _ in plan].index(kind) + 1:])
+        p.info(f"== {kind}: {what}; ETA this stage {format_duration(here)}, "
                f"the whole demo {format_duration(left)} more")
         done = []
         for task in run_tasks(tasks, procs if threads else 1, threads or cores):
-            eta.record(kind, task.wall_s, threads)
+            eta.record(task.extra.get("kind", kind), task.wall_s, threads)
             timings.append((task.name, task.wall_s, task.cpu_s))
             done.append(task)
             msg = f" ({task.result})" if isinstance(task.result, str) else ""
@@ -414,26 +417,33 @@ def _pipeline(args: argparse.Namespace, size: Size, wd: Path, out: Path, p: Prog
                  "generated VOC scenes and object crops")
     voc, crops = data[0].result
     logs = wd / "logs"
+
+    def finetune_task(label: str, ck: str, bn: str, seed: int) -> Task:
+        return Task(f"finetune {label} / BN {bn} / seed {seed}", stage_finetune,
+                    (wd, label, ck, bn, voc, size, seed, args.force), extra={"kind": "finetune"},
+                    log=logs / f"finetune_{label.replace(' ', '_').replace('+', 'p')}_{bn}_seed{seed}.log")
+
+    seeds = range(args.seed, args.seed + size.detect_seeds)
+    # The random-init cells need no encoder: queued behind the pretraining runs in one pool (same
+    # shares), they take a core as soon as the shorter pretraining run frees one.
+    early = [finetune_task(RANDOM_INIT, "none", bn, seed) for seed in seeds for bn in BN_MODES][:n_early]
     tasks = [Task(f"pretrain {label}", stage_pretrain, (wd, key, crops, size, args.seed, args.force, args.device),
                   log=logs / f"pretrain_{key}.log", extra={"key": key}) for key, (label, _) in ENCODERS.items()]
     ckpts = {t.extra["key"]: t.result for t in group(
-        "pretrain", tasks, *pre, f"unmix pretrain configs/demo/pretrain-moco-v2*.py, {pre[0]} at once x "
-        f"{pre[1]} thread(s)" + (f" (logs: {logs}/pretrain_*.log)" if pre[0] > 1 else ""))}
+        "pretrain", tasks + early, *pre, f"unmix pretrain configs/demo/pretrain-moco-v2*.py, {pre[0]} at once x "
+        f"{pre[1]} thread(s)" + (f", then {len(early)} random-init fine-tuning runs as cores free up"
+                                 if early else "") + (f" (logs: {logs}/*.log)" if pre[0] > 1 else ""))
+        if "key" in t.extra}
     group("knn", [Task(f"knn {label}", stage_knn, (wd, key, ckpts[key], crops, size, args.seed, args.force,
                                                    args.device, p)) for key, (label, _) in ENCODERS.items()],
           1, None, "unmix knn of both encoders")
     converted = {t.extra["key"]: t.result for t in group(
         "convert", [Task(f"convert {label}", stage_convert, (wd, key, ckpts[key], args.force, p), extra={"key": key})
                     for key, (label, _) in ENCODERS.items()], 1, None, "unmix convert of both encoders")}
-    runs = [(RANDOM_INIT, "none")] + [(ENCODERS[k][0], str(converted[k])) for k in ENCODERS]
-    cells = [(label, ck, bn, seed) for seed in range(args.seed, args.seed + size.detect_seeds)
-             for label, ck in runs for bn in BN_MODES]
-    tasks = [Task(f"finetune {label} / BN {bn} / seed {seed}", stage_finetune,
-                  (wd, label, ck, bn, voc, size, seed, args.force),
-                  log=logs / f"finetune_{label.replace(' ', '_').replace('+', 'p')}_{bn}_seed{seed}.log")
-             for label, ck, bn, seed in cells]
+    runs = ([] if early else [(RANDOM_INIT, "none")]) + [(ENCODERS[k][0], str(converted[k])) for k in ENCODERS]
+    tasks = [finetune_task(label, ck, bn, seed) for seed in seeds for label, ck in runs for bn in BN_MODES]
     group("finetune", tasks, *fine, f"unmix finetune --protocol {PROTOCOL} (configs/demo/{DETECTION_CONFIG.name}), "
-          f"{len(cells)} runs, {fine[0]} at once x {fine[1]} thread(s)")
+          f"{len(tasks)} runs, {fine[0]} at once x {fine[1]} thread(s)")
     md = group("report", [Task("report", stage_report, (wd, out, p))], 1, None, f"unmix report -> {out}")[0].result
 
     lines = ["| stage | wall (s) | CPU (s) |", "| --- | ---: | ---: |"]
