@@ -755,8 +755,13 @@ def test_runs_with_other_effective_settings_never_share_a_table(tmp_path):
         image_scale="128x96 train, 128x96 test"), 20.0), "short": (_effective(max_epochs=None, max_iters=200), 10.0),
         "opts": (_effective(cfg_options_sha256="0123456789ab"), 74.0), "old": (None, 70.0)}
     for sub, (eff, ap) in variants.items():
-        put(tmp_path, "detection", "MoCo", proto, 0, {"AP50": ap, "recall": 80.0}, bn="finetune",
-            effective=eff, sub=f"-{sub}")
+        p = put(tmp_path, "detection", "MoCo", proto, 0, {"AP50": ap, "recall": 80.0}, bn="finetune",
+                effective=eff, sub=f"-{sub}")
+        if sub == "opts":  # the options whose digest the record carries
+            rec = records.load(p)
+            rec["protocol"]["cfg_options"] = {"model.rpn_head.anchor_generator.scales": [4],
+                                              "optim_wrapper.optimizer.lr": 0.01}
+            records.write(rec, p.parent)
     runs = report_tables.load_runs([tmp_path])
     assert runs.superseded_by.isna().all()  # same label and seed, other settings: not a re-run
     det = [t for t in report_tables.build_tables(runs) if t.kind == "detection"]
@@ -773,6 +778,9 @@ def test_runs_with_other_effective_settings_never_share_a_table(tmp_path):
     assert notes[f"{base} [depth 18]"]["S"].startswith(
         "Run with other settings than the voc-faster-rcnn-fpn protocol's: depth 18 (the protocol: depth 50).")
     assert "4 epochs" in notes[f"{base} [200 iterations]"]["S"]
+    assert notes[f"{base} [--cfg-options sha256 0123456789ab]"]["O"] == (
+        "--cfg-options of these runs: model.rpn_head.anchor_generator.scales=[4], "
+        "optim_wrapper.optimizer.lr=0.01.")
     assert "grouped by the protocol name voc-faster-rcnn-fpn" in notes[f"{base} [settings not recorded]"]["U"]
     assert [t.nominal for t in det] == [True] + [False] * 5
     md = _md_of(tmp_path, tmp_path / "r")

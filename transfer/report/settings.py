@@ -73,6 +73,15 @@ def order(protocol: str, skey: str, siblings: Iterable[str]) -> int:
     return 0 if variant(protocol, skey, siblings).nominal else 2
 
 
+def describe_options(opts: dict[str, Any], most: int = 8) -> str:
+    """'KEY=VALUE, ...' of a record's protocol.cfg_options, long values and lists cut short."""
+    def short(v: Any) -> str:
+        text = json.dumps(v, default=repr)
+        return text if len(text) <= 40 else text[:37] + "..."
+    items = [f"{k}={short(v)}" for k, v in sorted(opts.items())]
+    return ", ".join(items[:most]) + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
 def custom_slug(classes: str) -> str:
     """'' for the protocol's classes, 'custom-<hash>' for a class set of its own (two sets, two keys)."""
     return f"custom-{hashlib.sha256(classes.encode()).hexdigest()[:6]}" if classes else ""

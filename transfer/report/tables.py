@@ -131,6 +131,7 @@ def _run_row(rec: dict[str, Any], path: Path) -> dict[str, Any]:
     sha = ck.get("sha256")
     return {"classes": _classes_key(pr.get("classes")),
         "settings": settings.key(pr.get("effective"), pr.get("quick")),
+        "cfg_options": pr.get("cfg_options") if isinstance(pr.get("cfg_options"), dict) else None,
         "path": str(path), "kind": rec["kind"], "status": rec["status"],
         "error": rec.get("error"), "finished": rec.get("finished") or "",
         "label": label.strip(), "protocol": name.strip(), "dataset": pr.get("dataset"),
@@ -675,7 +676,10 @@ def _detection_table(det: pd.DataFrame, failed: pd.DataFrame, name: str,
         table.footnotes.append(("*", f"Trained and scored on the data's own classes, {classes}; not "
                                      f"comparable with the {name} protocol's standard-class rows."))
     table.footnotes.extend(var.notes)
-    if not own and spec.title != f"Detection protocol {name}":
+    opts = next((o for o in sel.cfg_options if o), None)
+    if opts and not var.nominal:  # the digest says they differ; the options say how
+        table.footnotes.append(("O", "--cfg-options of these runs: " + settings.describe_options(opts) + "."))
+    if var.nominal and not own and spec.title != f"Detection protocol {name}":
         table.footnotes.append(("D", f"Backbone as built: {detector}, not the {name} protocol's "
                                      f"{spec.title.split(',', 1)[0]}; no published rows are shown beside it."))
     table.nominal = var.nominal and not classes and own
