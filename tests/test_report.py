@@ -282,6 +282,9 @@ def test_csv_full_precision_cells_paired_and_runs(results, full):
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == len(list(results.rglob("result.json")))
     assert set(runs.status) == {"finished", "failed"}
+    voc = runs[(runs.protocol == "voc-faster-rcnn-fpn") & (runs.status == "finished")]
+    assert {json.loads(e)["image_scale"] for e in voc.effective} == {"1000x600 train, 1000x600 test"}
+    assert runs[runs.kind == "knn"].effective.isna().all()  # no effective settings: an empty cell
 
 
 # ----------------------------------------------------------------------------- HTML

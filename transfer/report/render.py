@@ -319,8 +319,10 @@ def render_csv(rep: Report) -> dict[str, str]:
 
 def render_runs_csv(runs: pd.DataFrame) -> str:
     cols = ["path", "kind", "status", "label", "protocol", "dataset", "bn_requested", "bn_used", "seed",
-            "sha256", "method", "unmix", "epochs", "superseded_by", "error"]
+            "sha256", "method", "unmix", "epochs", "superseded_by", "error", "detector", "classes"]
     out = runs[cols].copy()
+    # the settings that split the tables, as JSON ('' for a record without protocol.effective)
+    out["effective"] = runs.settings
     out["metrics"] = [json.dumps(m, sort_keys=True) for m in runs.metrics]
     return out.to_csv(index=False)
 
