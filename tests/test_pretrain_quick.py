@@ -86,7 +86,7 @@ def test_swav_shares_of_the_run_are_kept_up_to_one_iteration():
     assert q["knn"]["interval"] == 5 and q["knn"]["max_samples"] == quick.QUICK_KNN_SAMPLES
 
 
-def test_a_quick_run_is_recorded_in_its_own_work_dir_with_the_shortened_schedule(tmp_path, monkeypatch):
+def test_a_quick_run_is_recorded_in_its_own_work_dir_with_the_shortened_schedule(tmp_path, monkeypatch, capsys):
     root = fakedata.write_cifar10(tmp_path / "cifar", n_train=16, n_test=8)
     fakedata.patch_md5(monkeypatch, root, "cifar10")
     monkeypatch.chdir(tmp_path)
@@ -106,6 +106,9 @@ def test_a_quick_run_is_recorded_in_its_own_work_dir_with_the_shortened_schedule
     lrs = [json.loads(line)["lr"] for line in (wd / "metrics.jsonl").read_text().splitlines()]
     want = [0.06 * 0.5 * (1 + math.cos(math.pi * (i // 2) / 5)) for i in range(10)]
     assert lrs == pytest.approx(want, abs=1e-12)
-    # a full run never continues a quick one's checkpoints
+    # a full run never continues a quick one's checkpoints; the quick run resumes its own
     assert main(["pretrain", config, "--work-dir", str(wd), "--resume", "--device", "cpu",
                  "--cfg-options", *opts]) == 1
+    assert "was a quick run, this is a full one" in capsys.readouterr().err
+    assert main(["pretrain", config, "--quick", "--resume", "--device", "cpu", "--cfg-options", *opts]) == 0
+    assert "nothing to do: 5 of 5 epochs done" in (wd / "train.log").read_text()
