@@ -88,6 +88,7 @@ def test_a_quick_run_records_what_it_ran(tmp_path):
     pr = rec["protocol"]
     assert pr["quick"]["quick"] is True and pr["quick"]["scale"] == [200, 120]
     assert pr["effective"]["image_scale"] == "200x120 train, 200x120 test"
+    assert (pr["effective"]["depth"], pr["effective"]["width"]) == (18, 1)  # the checkpoint's, not R50
     assert pr["epochs"] == 4  # the schedule's epochs ran, each on 1 of 2 images x 3 repeats
     assert pr["iterations"] == 4 * 3 * 2 // 2  # 2 leaves x 1 image x 3 repeats / batch 2, 4 epochs
     assert rec["metrics"]

@@ -279,6 +279,7 @@ def effective(cfg, section: dict[str, Any]) -> dict[str, Any]:
     digest = hashlib.sha256(json.dumps(opts, sort_keys=True, default=repr).encode()).hexdigest()[:12]
     backbone = cfg.model.backbone
     return {"image_scale": quick_mod.describe_scale(cfg), "depth": backbone.get("depth"),
+            "width": int(backbone.get("base_channels", 64)) // 64,  # R50w2: 2 (mmdet base_channels 128)
             "max_iters": cfg.train_cfg.get("max_iters"), "max_epochs": cfg.train_cfg.get("max_epochs"),
             "cfg_options_sha256": digest if opts else None, "quick": section.get("quick")}
 
