@@ -72,6 +72,33 @@ def test_rerun_into_a_finished_work_dir_writes_nothing(data, private_tmp):
     assert (private_tmp / "result.json").read_bytes() == before
 
 
+def test_a_forced_fresh_run_sets_the_old_runs_checkpoints_aside(data, private_tmp, monkeypatch):
+    """--force without --resume starts over: the replaced run's checkpoints are kept under
+    replaced-*/ but are no longer what a --resume of the new run would take (its iter 12 would
+    outrank the new run's epoch 1)."""
+    _finished_record(private_tmp)
+    old = {"meta": {"epoch": 12, "iter": 84}, "state_dict": {"w": torch.ones(1)}}
+    torch.save(old, private_tmp / "epoch_12.pth")
+    (private_tmp / "last_checkpoint").write_text(str(private_tmp / "epoch_12.pth"))
+    assert checkpoints.newest_loadable(private_tmp) == private_tmp / "epoch_12.pth"
+    saved = (private_tmp / "epoch_12.pth").read_bytes()
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt  # as if Ctrl-C came during the new run's first iteration
+
+    monkeypatch.setattr(ft, "_train_and_evaluate", stop)
+    with pytest.raises(KeyboardInterrupt):
+        ft.finetune(str(data / "tv_r18.pth"), PROTOCOL, work_dir=private_tmp, data_root=str(data / "voc"),
+                    cfg_options=protocols.smoke_options(PROTOCOL, scale=SCALE), force=True)
+    assert records.load(private_tmp / "result.json")["status"] == "interrupted"
+    assert checkpoints.candidates(private_tmp) == [] and not (private_tmp / "last_checkpoint").exists()
+    (aside,) = private_tmp.glob("replaced-*")
+    assert (aside / "epoch_12.pth").read_bytes() == saved and (aside / "last_checkpoint").is_file()
+    with pytest.raises(UnmixError, match="nothing to resume"):
+        ft.finetune(str(data / "tv_r18.pth"), PROTOCOL, work_dir=private_tmp, data_root=str(data / "voc"),
+                    cfg_options=protocols.smoke_options(PROTOCOL, scale=SCALE), resume=True)
+
+
 def test_relative_data_root_is_resolved_once_and_recorded_absolute(data, monkeypatch):
     protocols.register_modules()
     monkeypatch.chdir(data)

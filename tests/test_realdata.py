@@ -209,6 +209,7 @@ def test_tool_written_data_trains_one_iteration_and_evaluates(tmp_path, layout):
                       cfg_options=protocols.smoke_options(protocol, scale=SCALE, batch=1))
     assert rec["status"] == "finished"
     assert rec["protocol"]["classes"]["kind"] == "custom" and rec["protocol"]["classes"]["num"] == n
+    assert rec["protocol"]["classes"]["requested"] == "auto"  # what was asked, beside what it resolved to
     assert all(np.isfinite(v) for v in rec["metrics"].values()) and rec["metrics"]
     assert rec["data"]["splits"][0]["images"] > 0 and (wd / "data_check.txt").is_file()
     config = (wd / "config.py").read_text()

@@ -104,6 +104,25 @@ def newest_loadable(work_dir: str | Path, skipped: Callable[[str], None] = lambd
     return None
 
 
+def set_aside(work_dir: str | Path) -> tuple[Path | None, int]:
+    """A run that starts over (no --resume) moves the work dir's earlier epoch_N/iter_N.pth and
+    last_checkpoint into WORK_DIR/replaced-<UTC time>/: kept, but never what a later --resume of
+    the new run would pick (an old run's iter_9000.pth outranks the new run's iter_500.pth).
+    Returns (that folder, how many checkpoints moved); (None, 0) when there were none."""
+    import time
+
+    work_dir = Path(work_dir)
+    old = candidates(work_dir)
+    last = work_dir / "last_checkpoint"
+    if not old:
+        return None, 0
+    dest = work_dir / time.strftime("replaced-%Y%m%dT%H%M%SZ", time.gmtime())
+    dest.mkdir(exist_ok=True)
+    for path in old + ([last] if last.is_file() else []):
+        path.rename(dest / path.name)
+    return dest, len(old)
+
+
 def last_named(work_dir: str | Path) -> Path | None:
     """The file `last_checkpoint` names, looked up by name in this work dir (None when the file
     is missing, empty or names nothing here)."""

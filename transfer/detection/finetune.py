@@ -373,16 +373,22 @@ def data_check(cfg, dataset: str, classes: str, work_dir: Path):
 
 
 def _start_writing(work_dir: Path, conv, cfg, record: dict[str, Any], rank: int,
-                   data: tuple | None = None) -> None:
-    """The first writes, once every input is checked: orphans of killed saves removed, then
-    backbone.pth, config.py and the 'running' record (process 0; the others wait for it where a
-    process group exists already, else each writes backbone.pth itself, atomically)."""
+                   data: tuple | None = None, fresh: bool = True) -> None:
+    """The first writes, once every input is checked: orphans of killed saves removed, a fresh
+    run's predecessors' checkpoints set aside, then backbone.pth, config.py and the 'running'
+    record (process 0; the others wait for it where a process group exists already, else each
+    writes backbone.pth itself, atomically)."""
     import torch.distributed as dist
 
     grouped = dist.is_available() and dist.is_initialized()
     if rank == 0:
         files.make_dir(work_dir)
         files.remove_orphans(work_dir)
+        if fresh:
+            dest, n = checkpoints.set_aside(work_dir)
+            if dest is not None:
+                protocols.warn(f"{work_dir}: starting over, so the earlier run's {n} checkpoint(s) "
+                               f"moved to {dest} (a later --resume picks only this run's)")
         save_backbone(conv, work_dir)
         if data is not None:
             from transfer.detection import datacheck
@@ -441,7 +447,9 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
         data = None
         if protocols.data_root_of(cfg):
             data = data_check(cfg, meta["dataset"], classes, work_dir)
-            section["classes"] = data[0].classes.record()
+            # what was asked (auto, protocol, data or the file) beside what it resolved to:
+            # a sweep compares the request, as `auto` may resolve to either set
+            section["classes"] = {**data[0].classes.record(), "requested": classes}
             record["data"] = data[0].record()
         section["quick"] = quick_mod.apply(
             cfg, scale, fraction, quick,
@@ -455,7 +463,7 @@ def finetune(checkpoint: str, protocol: str, bn: str | None = None, seed: int = 
         resume_from = _resume_from(work_dir, resume)
         if section["bn_note"]:
             protocols.warn(section["bn_note"])
-        _start_writing(work_dir, conv, cfg, record, rank, data)
+        _start_writing(work_dir, conv, cfg, record, rank, data, fresh=resume_from is None)
         expected = dict(conv.state_dict) if conv is not None else None
         with mmengine_device(cuda):
             metrics, details, runner, hook = _train_and_evaluate(cfg, section, expected, meta["layout"],
