@@ -4,7 +4,7 @@
 
     {'format': 'unmix-pretrain', 'version': 2,
      'state_dict': ...,                     # `backbone.*` is the encoder
-     'meta': {'pretrain': {'method', 'unmix', 'epochs', 'dataset'},   # the summary (v2)
+     'meta': {'pretrain': {'method', 'unmix', 'epochs', 'dataset', 'quick'},   # the summary (v2)
               'method', 'arch', 'stem', 'version', 'unmix', 'mixing', 'dataset',
               'epoch', 'epochs', 'config'},
      'optimizer', 'scaler', 'epoch', 'rng'}
@@ -23,7 +23,7 @@ from typing import Any
 FORMAT = "unmix-pretrain"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
-SUMMARY_KEYS = ("method", "unmix", "epochs", "dataset")
+SUMMARY_KEYS = ("method", "unmix", "epochs", "dataset", "quick")  # quick: `pretrain --quick`
 
 
 def unmix_flag(value: Any, first_form: Any = None) -> bool | None:
@@ -46,11 +46,12 @@ def summary(meta: Mapping[str, Any]) -> dict[str, Any]:
     mixing = meta.get("mixing") if isinstance(meta.get("mixing"), Mapping) else {}
     unmix = meta.get("unmix", meta.get("unmix_enabled"))
     return {"method": meta.get("method"), "unmix": unmix_flag(unmix, mixing.get("first_form")),
-            "epochs": _number(meta.get("epochs")), "dataset": meta.get("dataset")}
+            "epochs": _number(meta.get("epochs")), "dataset": meta.get("dataset"),
+            "quick": bool(meta.get("quick"))}
 
 
 def pretrain_summary(meta: Any) -> dict[str, Any] | None:
-    """{method, unmix, epochs, dataset} from the meta of a pretraining checkpoint (v1 or v2) or
+    """{method, unmix, epochs, dataset, quick} from the meta of a pretraining checkpoint (v1 or v2) or
     of a file converted from one (its `pretrain` block, or the source's meta nested under
     `source_meta`); None for anything else (foreign checkpoints)."""
     for _ in range(4):
@@ -61,6 +62,7 @@ def pretrain_summary(meta: Any) -> dict[str, Any] | None:
             out = {k: block.get(k) for k in SUMMARY_KEYS}
             out["unmix"] = unmix_flag(out["unmix"])
             out["epochs"] = _number(out["epochs"])
+            out["quick"] = bool(out["quick"])  # files written before --quick existed: full runs
             return out
         if meta.get("method"):
             return summary(meta)

@@ -838,3 +838,13 @@ def test_another_backbone_width_is_another_table(tmp_path):
     assert "not the voc-faster-rcnn-fpn protocol's Faster R-CNN R50-FPN" in dict(det[1].footnotes)["D"]
     md = _md_of(tmp_path, tmp_path / "r")
     assert md.count("| published (source) |") == 1
+
+
+def test_a_quick_pretrained_encoder_is_marked_and_never_paired_with_a_full_one(tmp_path):
+    root = tmp_path / "runs"
+    put(root, "knn", "moco-full", "knn-cifar10", 0, {"top1": 60.0}, dataset="cifar10", pretrain=MOCO)
+    put(root, "knn", "unmix-quick", "knn-cifar10", 0, {"top1": 30.0}, dataset="cifar10",
+        pretrain={**OURS, "quick": True}, sha=SHA_OURS)
+    md = (make(root, tmp_path, "--no-plots", "--formats", "md") / "report.md").read_text()
+    assert "| unmix-quick | moco | yes | resnet50 | 200 (quick) | 1 | 30.0 |" in md  # no (-30.0)
+    assert "| moco-full | moco | no | resnet50 | 200 | 1 | **60.0** |" in md

@@ -4,7 +4,7 @@ from pretrain.schema import pretrain_summary, summary, unmix_flag
 V1 = {"method": "moco", "arch": "resnet18", "stem": "cifar", "version": "v2", "unmix": True,
       "mixing": {"final_form": {"enabled": True}, "first_form": {"enabled": False}},
       "dataset": "cifar10", "epoch": 3, "epochs": 1000, "config": "..."}
-WANT = {"method": "moco", "unmix": True, "epochs": 1000, "dataset": "cifar10"}
+WANT = {"method": "moco", "unmix": True, "epochs": 1000, "dataset": "cifar10", "quick": False}
 
 
 def test_v1_and_v2_and_converted_metas_give_the_same_summary():
@@ -30,4 +30,13 @@ def test_foreign_and_odd_metas():
     assert pretrain_summary({"arch": "resnet50"}) is None and pretrain_summary(None) is None
     assert pretrain_summary(dict(V1, epochs=True))["epochs"] is None  # a bool is no epoch count
     assert pretrain_summary({"pretrain": {"method": "byol", "unmix": {"enabled": False}}}) == {
-        "method": "byol", "unmix": False, "epochs": None, "dataset": None}
+        "method": "byol", "unmix": False, "epochs": None, "dataset": None, "quick": False}
+
+
+def test_a_quick_run_is_marked_in_every_layout():
+    """`pretrain --quick` writes meta.quick (pretrain/quick.py); files from before it are full runs."""
+    quick = dict(V1, epochs=5, quick={"quick": True, "epochs": 5, "full_epochs": 1000})
+    want = dict(WANT, epochs=5, quick=True)
+    assert pretrain_summary(quick) == want
+    assert pretrain_summary(dict(quick, pretrain=summary(quick))) == want
+    assert pretrain_summary({"pretrain": {k: v for k, v in want.items() if k != "quick"}})["quick"] is False

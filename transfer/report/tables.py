@@ -140,7 +140,7 @@ def _run_row(rec: dict[str, Any], path: Path) -> dict[str, Any]:
         "arch": ck.get("arch"), "method": pre.get("method"), "unmix": unmix,
         "detector": pr.get("detector") if isinstance(pr.get("detector"), str) else None,
         "epochs": int(epochs) if isinstance(epochs, (int, float)) and epochs == int(epochs) else epochs,
-        "pretrain_dataset": pre.get("dataset"),
+        "pretrain_dataset": pre.get("dataset"), "pretrain_quick": bool(pre.get("quick")),
         "metrics": dict(rec["metrics"]), "sorted_probs": probs if isinstance(probs, list) else None,
         "per_class_AP": details.get("per_class_AP") if isinstance(details.get("per_class_AP"), dict) else None,
     }
@@ -349,7 +349,8 @@ def _label_info(runs: pd.DataFrame) -> dict[str, dict[str, Any]]:
         return vals[0] if len(vals) == 1 else (None if not vals else "/".join(map(str, vals)))
 
     for label, grp in runs.groupby("label", sort=False):
-        info[label] = {c: one(grp, c) for c in ("method", "unmix", "epochs", "arch", "pretrain_dataset")}
+        info[label] = {c: one(grp, c) for c in ("method", "unmix", "epochs", "arch", "pretrain_dataset",
+                                                 "pretrain_quick")}
         info[label]["sha256"] = sorted({s for s in grp.sha256 if isinstance(s, str)})
     return info
 
@@ -370,7 +371,7 @@ def _resolve_baselines(labels: list[str], info: dict[str, dict[str, Any]], basel
         if me["unmix"] is not True or me["method"] is None:
             continue
         cands = [o for o in labels if info[o]["unmix"] is False and info[o]["method"] == me["method"]
-                 and info[o]["epochs"] == me["epochs"]
+                 and info[o]["epochs"] == me["epochs"] and info[o]["pretrain_quick"] == me["pretrain_quick"]
                  and info[o]["pretrain_dataset"] == me["pretrain_dataset"]]
         if len(cands) == 1:
             out[lab] = cands[0]
@@ -549,7 +550,8 @@ def _lead(info: dict[str, Any]) -> dict[str, str]:
     if isinstance(ep, float) and ep == int(ep):  # pandas turns ints next to None into floats
         ep = int(ep)
     return {"Method": str(info["method"] or ""), "Un-Mix": unmix, "Arch": str(info["arch"] or ""),
-            "Epochs": "" if ep is None else str(ep)}
+            # a `pretrain --quick` encoder: its few epochs are not the recipe's budget
+            "Epochs": "" if ep is None else str(ep) + (" (quick)" if info.get("pretrain_quick") else "")}
 
 
 def _provenance(runs: pd.DataFrame, labels: list[str], groups: list[tuple[str, str | None]],
