@@ -51,3 +51,9 @@ def test_a_yaml_list_in_cfg_options_reaches_the_cell_config_as_a_tuple(tmp_path)
     img = np.zeros((60, 100, 3), np.uint8)
     assert TRANSFORMS.build(dict(step))({"img": img})["img"].shape == (38, 64, 3)
     assert resolved[0].train_cfg.max_epochs == 1
+    # the record finetune wrote says the spec's cfg_options (merged, as JSON): the cell is done
+    assert sw.stale_cells(list(sw.cells(spec)), spec) == {}
+    # the spec edited afterwards: the finished cell ran otherwise, and says which key
+    edited = dict(spec, cfg_options={**spec["cfg_options"], "train_cfg.max_epochs": 2})
+    (wd, (status, diffs)), = sw.stale_cells(list(sw.cells(edited)), edited).items()
+    assert status == "finished" and diffs == ["cfg_options train_cfg.max_epochs=1 (the spec: 2)"]

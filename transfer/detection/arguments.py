@@ -35,7 +35,7 @@ resumes from its newest loadable checkpoint when the sweep runs again. A label i
 name (no '/', '\\\\' or '..'). The flags --quick, --scale, --fraction and --classes override
 the spec's keys. A shrunk sweep (quick, scale or fraction) puts its cells under
 WORK_ROOT/VARIANT/ (e.g. WORK_ROOT/quick/LABEL/...), apart from the full sweep's; a cell whose
-record says it ran with other quick/scale/fraction/classes settings stops the sweep before
+record says it ran with other quick/scale/fraction/classes/cfg_options stops the sweep before
 anything runs (exit 1), and --force re-runs such cells from scratch."""
 
 
@@ -197,7 +197,7 @@ def sweep(parser: argparse.ArgumentParser) -> None:
                              "(overrides the spec's classes; default auto)")
     parser.add_argument("--force", action="store_true",
                         help="re-run from scratch the cells whose record says they ran with other "
-                             "quick/scale/fraction/classes settings (default: stop, naming one)")
+                             "quick/scale/fraction/classes/cfg_options (default: stop, naming one)")
     parser.set_defaults(check_args=check_sweep)
 
 

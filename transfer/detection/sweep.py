@@ -9,8 +9,8 @@ says failed, with the error) and the sweep goes on; an interrupted cell (Ctrl-C,
 A shrunk sweep (`quick`, `scale`, `fraction`: `unmix finetune --quick` and friends on every cell)
 puts its cells under WORK_ROOT/VARIANT/ (VARIANT: `quick`, `scale64x48`, `quick-fraction0.1`...),
 so its finished cells never make the full sweep skip a cell, nor the other way round. A cell
-whose record (any status) says it ran with other quick/scale/fraction/classes settings than the
-spec asks is neither skipped nor resumed as if it were this spec's: the sweep stops before
+whose record (any status) says it ran with other quick/scale/fraction/classes settings or other
+`cfg_options` than the spec asks is neither skipped nor resumed as if it were this spec's: the sweep stops before
 running anything, naming it (exit 1), and `--force` re-runs such cells from scratch, replacing
 their records (the rule of every command: a finished record is replaced only with --force).
 
@@ -172,6 +172,24 @@ def _quick_differences(ran: dict[str, Any], spec: dict[str, Any]) -> list[str]:
     return out
 
 
+def _as_json(value: Any) -> Any:
+    """A value as a record holds it (JSON: tuples are lists), so the spec's and a record's compare."""
+    import json
+
+    return json.loads(json.dumps(value, sort_keys=True, default=repr))
+
+
+def _options_difference(ran: Any, asked: Any) -> str | None:
+    """The record's `protocol.cfg_options` (as finetune merged them) against the spec's."""
+    have, want = _as_json(ran or {}), _as_json(asked or {})
+    keys = sorted(k for k in set(have) | set(want) if have.get(k, "<unset>") != want.get(k, "<unset>"))
+    if not keys:
+        return None
+    k = keys[0]
+    more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+    return (f"cfg_options {k}={have.get(k, '<unset>')!r} (the spec: {want.get(k, '<unset>')!r}){more}")
+
+
 def _classes_difference(ran: dict[str, Any], mode: str) -> str | None:
     """The record's class set (datacheck's ClassSet.record) against the spec's `classes` mode."""
     if ran.get("requested") is not None:  # a record that names the mode it was asked for
@@ -187,7 +205,7 @@ def _classes_difference(ran: dict[str, Any], mode: str) -> str | None:
 
 def differences(record: dict[str, Any], spec: dict[str, Any]) -> list[str]:
     """Where a cell's record says it ran otherwise than `spec` asks (quick, scale, fraction,
-    classes); empty when they agree, or when the record was written before finetune resolved
+    classes, cfg_options); empty when they agree, or when the record was written before finetune resolved
     them (a failure that early ran nothing to keep)."""
     proto = record.get("protocol") or {}
     out = []
@@ -195,6 +213,9 @@ def differences(record: dict[str, Any], spec: dict[str, Any]) -> list[str]:
         out += _quick_differences(proto.get("quick") or {}, spec)
     if proto.get("classes"):
         diff = _classes_difference(proto["classes"], spec["classes"])
+        out += [diff] if diff else []
+    if "cfg_options" in proto:  # absent only in the failure records of cells that never started
+        diff = _options_difference(proto["cfg_options"], spec.get("cfg_options"))
         out += [diff] if diff else []
     return out
 
