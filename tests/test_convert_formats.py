@@ -125,7 +125,7 @@ def test_unmix_pretrain(tmp_path, r18c):
     assert conv.stem == "cifar" and conv.meta["stem"] == "cifar"
     assert {"momentum encoder", "projector", "predictor", "queue"} <= set(conv.dropped)
     # what result records put in checkpoint.pretrain, surviving a second conversion too
-    summary = {"method": "moco", "unmix": True, "epochs": 10, "dataset": "cifar10"}
+    summary = {"method": "moco", "unmix": True, "epochs": 10, "dataset": "cifar10", "quick": False}
     assert conv.meta["pretrain"] == summary
     save_conversion(conv, tmp_path / "converted.pth")
     assert convert_file(tmp_path / "converted.pth").meta["pretrain"] == summary

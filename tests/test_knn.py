@@ -149,7 +149,8 @@ def test_record_pretrain_block_from_unmix_pretrain_checkpoint(tmp_path):
     path = tmp_path / "latest.pth"
     torch.save({"format": "unmix-pretrain", "version": 1, "state_dict": sd, "meta": meta, "epoch": 3}, path)
     enc, block = load_encoder(path)
-    assert block["pretrain"] == {"method": "moco", "unmix": True, "epochs": 1000, "dataset": "cifar10"}
+    assert block["pretrain"] == {"method": "moco", "unmix": True, "epochs": 1000, "dataset": "cifar10",
+                                  "quick": False}
     assert block["arch"] == "resnet18" and block["stem"] == "cifar" and block["format"] == "unmix-pretrain"
     meta["unmix"] = {"enabled": False}
     meta["mixing"]["final_form"]["enabled"] = False

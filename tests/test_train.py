@@ -53,7 +53,7 @@ def test_moco_unmix_writes_a_convertible_checkpoint(cifar, tmp_path):
     obj = torch.load(wd / "latest.pth", map_location="cpu", weights_only=True)  # every field loads
     assert obj["format"] == "unmix-pretrain" and obj["version"] == 2 and obj["epoch"] == 1
     meta = obj["meta"]
-    assert meta["pretrain"] == {"method": "moco", "unmix": True, "epochs": 1, "dataset": "cifar10"}
+    assert meta["pretrain"] == {"method": "moco", "unmix": True, "epochs": 1, "dataset": "cifar10", "quick": False}
     assert (meta["method"], meta["arch"], meta["stem"], meta["dataset"]) == ("moco", "resnet18", "cifar", "cifar10")
     assert meta["unmix"] is True and meta["mixing"]["final_form"]["enabled"] is True
     assert meta["mixing"]["first_form"] == {"enabled": False}
