@@ -39,11 +39,15 @@ def official_split_bn(self: SplitBatchNorm, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def make(symmetric: bool, split_bn: int, prob: float) -> MoCo:
+def make(symmetric: bool, split_bn: int, prob: float, bn_stats: str = "once") -> MoCo:
     torch.manual_seed(0)
     return MoCo(arch="resnet18", stem="cifar", version="v1", dim=16, K=K, m=0.9, T=0.1,
-                symmetric=symmetric, split_bn=split_bn,
+                symmetric=symmetric, split_bn=split_bn, bn_stats=bn_stats,
                 unmix={"enabled": True, "beta": 1.0, "prob": prob}).double().train()
+
+
+def running_stats(model: MoCo) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.backbone.state_dict().items() if "running_" in k}
 
 
 def official_loss(ref: MoCo, x1: torch.Tensor, x2: torch.Tensor, g: torch.Generator
@@ -122,3 +126,27 @@ def test_moco_unmix_step_equals_official(symmetric, split_bn, prob):
             continue  # the official SplitBatchNorm never counts
         close(a[1], b, f"momentum_backbone.{a[0]}")
     close(model.queue, ref.queue, "queue")
+
+
+@pytest.mark.parametrize("symmetric,split_bn", [(True, 4), (True, 0), (False, 4)],
+                         ids=["sym-split", "sym-bn", "asym-split"])
+def test_official_bn_stats_option_gives_the_official_running_statistics(symmetric, split_bn):
+    """bn_stats='official': the query encoder's BN running statistics after a step are the
+    official ones (x1, mix, x2, mix), loss and gradients unchanged; the default 'once' differs
+    exactly where the module says (symmetric steps), by the mixture's second update."""
+    gen = torch.Generator().manual_seed(3)
+    x1, x2 = (torch.randn(N, 3, 8, 8, generator=gen, dtype=torch.float64) for _ in range(2))
+    ref = make(symmetric, split_bn, 0.0)
+    official_loss(ref, x1, x2, torch.Generator().manual_seed(7)).backward()
+    runs = {}
+    for mode in ("official", "once"):
+        model = make(symmetric, split_bn, 0.0, bn_stats=mode)
+        out = model([x1, x2], torch.Generator().manual_seed(7))
+        out["loss"].backward()
+        runs[mode] = model
+        for (name, a), b in zip(model.backbone.named_parameters(), ref.backbone.parameters()):
+            close(a.grad, b.grad, f"{mode}: grad backbone.{name}")
+    for name, want in running_stats(ref).items():
+        close(running_stats(runs["official"])[name], want, f"official: {name}")
+    gaps = [(running_stats(runs["once"])[k] - v).abs().max().item() for k, v in running_stats(ref).items()]
+    assert (max(gaps) > 1e-6) is symmetric  # asymmetric: x1, mix in both

@@ -5,7 +5,11 @@ Un-Mix mixes view 1 with its reversed batch and adds, per key set k used by a cl
 The mixture is encoded ONCE: its reversal's embeddings are the reversed embeddings (BN is
 order-invariant), so a symmetric step costs 3 query forward/backward passes + 2 key forwards
 (the official code encodes the mixture once per symmetric term: 4 + 2). Only clean keys are
-enqueued.
+enqueued. Loss and gradients are the official ones either way (tests/test_moco_official.py); the
+query encoder's BN running statistics are not: officially the mixture's batch statistics enter
+them twice per symmetric step, in the order x1, mix, x2, mix. `bn_stats='official'` reproduces
+that order and count (one extra no-grad forward of the mixture); the default 'once' (x1, x2,
+mix) is the faster, deliberate difference (docs/fidelity.md).
 """
 from __future__ import annotations
 
@@ -37,15 +41,20 @@ class MoCo(nn.Module):
         dim: embedding size; K: queue length; m: key-encoder momentum;
         T: temperature (None: 0.07 for v1, 0.2 for v2); symmetric: add the swapped term;
         split_bn: SplitBatchNorm groups in the backbones (0: plain BN).
+        bn_stats: 'once' (default) or 'official': the query encoder's BN running statistics of a
+            symmetric Un-Mix step as the official code leaves them (module doc).
     """
 
     def __init__(self, arch: str = "resnet50", stem: str = "imagenet",
                  unmix: Mapping | UnMixConfig | bool | None = None, version: str = "v2",
                  dim: int = 128, K: int = 65536, m: float = 0.999, T: float | None = None,
-                 symmetric: bool = False, split_bn: int = 0) -> None:
+                 symmetric: bool = False, split_bn: int = 0, bn_stats: str = "once") -> None:
         super().__init__()
         if version not in DEFAULT_T:
             raise ValueError(f"MoCo version must be 'v1' or 'v2', got {version!r}")
+        if bn_stats not in ("once", "official"):
+            raise ValueError(f"MoCo bn_stats must be 'once' or 'official', got {bn_stats!r}")
+        self.bn_stats = bn_stats
         self.unmix = UnMixConfig.from_any(unmix)
         self.version, self.K, self.m, self.symmetric = version, K, m, symmetric
         self.T = DEFAULT_T[version] if T is None else T
@@ -100,25 +109,37 @@ class MoCo(nn.Module):
         # a snapshot: the enqueue below writes the buffer before backward needs it
         loss_fn = partial(info_nce, queue=self.queue.clone(), temperature=self.T)
 
+        # the official BN-statistics order encodes view 2 after the mixture (module doc)
+        late = self.symmetric and self.unmix.enabled and self.bn_stats == "official" and self.training
         q1 = self._query(x1)
         k2 = self._key(x2, generator)
         loss_clean = loss_fn(q1, k2)
-        keys = [k2]
+        keys, q2 = [k2], None
         if self.symmetric:
-            q2 = self._query(x2)
+            q2 = None if late else self._query(x2)
             k1 = self._key(x1, generator)
-            loss_clean = loss_clean + loss_fn(q2, k1)
+            if q2 is not None:
+                loss_clean = loss_clean + loss_fn(q2, k1)
             keys = [k1, k2]
-        out = {"loss_clean": loss_clean.detach()}
         loss = loss_clean
 
         def mixed_loss(x_mix: Tensor, lam: float) -> Tensor:
-            # (N, dim): the mixture's only forward; its reversal is q_mix.flip(0)
+            nonlocal q2
+            # (N, dim): the mixture's only forward with gradients; its reversal is q_mix.flip(0)
             q_mix = self._query(x_mix)
+            if late:
+                q2 = self._query(x2)
+                with torch.no_grad():
+                    self._query(x_mix)  # the official second pass, for its BN statistics only
             # asymmetric: against k2; symmetric: against k2 and k1 (view 1's own keys)
             return sum(unmix_loss(loss_fn, q_mix, k, lam) for k in reversed(keys))
 
+        out: dict[str, Tensor] = {}
         loss = add_unmix(out, loss, x1, self.unmix, generator, mixed_loss)
+        if late:
+            loss_21 = loss_fn(q2, k1)
+            loss, loss_clean = loss + loss_21, loss_clean + loss_21
+        out = {"loss_clean": loss_clean.detach(), **out}
 
         if self.training:
             # only clean keys: mixed embeddings never enter the queue
