@@ -10,8 +10,8 @@ each with a test in tests/test_compat.py that fails without it. Installed packag
    checkpoints contain (and `getattr` only as mmengine uses it: `history_buffer_getattr`).
    Foreign checkpoints still go through torch's safe unpickler.
 2. numpy >= 1.24 refuses mmdet's ragged `eval_recalls` arrays (`fix_ragged_recalls`).
-3. Speed, not correctness: mmengine reformats each config dump with yapf, seconds per dump and
-   six dumps per fine-tuning run; identical texts are formatted once (`memoize_config_format`).
+3. Speed, not correctness: mmengine reformats each config dump with yapf, six dumps per
+   fine-tuning run; identical texts are formatted once (`memoize_config_format`).
 """
 from __future__ import annotations
 
@@ -124,11 +124,12 @@ def fix_ragged_recalls() -> None:
 
 
 def memoize_config_format() -> None:
-    """mmengine's `Config.pretty_text` reflows every dump with yapf, ~2-3.5 s of CPU for one of
-    our resolved detection configs, and a fine-tuning run dumps it six times (the log, the work
-    dir's config, the vis backends): 27% of a demo fine-tuning cell's time, measured with
-    cProfile. yapf's output is a function of its input text and style only, so the last few
-    results are kept; the text written is unchanged."""
+    """mmengine's `Config.pretty_text` reflows every dump with yapf, and a fine-tuning run dumps
+    its config six times (the log, the work dir's config, the vis backends) with two distinct
+    texts. Each reflow is ~0.2 s idle for a protocol config (cProfile had put the six at 27% of a
+    demo cell: an overestimate, the profiler inflates pure-Python code). yapf's output is a
+    function of its input text and style only, so the last few results are kept; the text
+    written is unchanged."""
     from mmengine.config import config as mm_config
 
     original = getattr(mm_config.FormatCode, "_unmix_original", mm_config.FormatCode)
