@@ -93,6 +93,13 @@ def test_finetune_refuses_a_missing_data_root_before_importing_the_stack(tmp_pat
     out, _ = imported("finetune", "--checkpoint", "none", "--protocol", "voc-faster-rcnn-fpn",
                       "--device", "gpu0")
     assert out.returncode == 2 and "expected cpu, cuda or cuda:N" in out.stderr
+    # the quick-mode values finetune and sweep share, checked before the stack is imported
+    for flags, msg in ((["--fraction", "1.5"], "--fraction 1.5: expected a number in (0, 1]"),
+                       (["--scale", "0", "48"], "--scale 0 48: expected two positive integers"),
+                       (["--classes", str(tmp_path / "nope.txt")], "no such class file")):
+        out, names = imported("finetune", "--checkpoint", "none", "--protocol", "voc-faster-rcnn-fpn",
+                              *flags)
+        assert out.returncode == 1 and not names & set(HEAVY) and msg in out.stderr
 
 
 def test_every_option_has_help_text():

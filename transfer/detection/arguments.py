@@ -7,6 +7,7 @@ import argparse
 import re
 from pathlib import Path
 
+from transfer.detection.datacheck import CLASS_MODES
 from transfer.detection.protocols import BN_MODES, PROTOCOLS
 from unmix.core.errors import UnmixError
 
@@ -105,6 +106,18 @@ def check_finetune(args: argparse.Namespace) -> None:
     if args.device not in (None, "cpu", "cuda") and args.launcher != "none":
         raise UnmixError(f"--device {args.device}: under --launcher {args.launcher} each process "
                          "takes its local rank's GPU; pass cuda or nothing")
+    check_shrink(args)
+
+
+def check_shrink(args: argparse.Namespace) -> None:
+    """--scale, --fraction and --classes, as finetune and sweep share them (a sweep spec's own
+    keys: sweep.validate_spec); None means not given."""
+    if args.scale is not None and min(args.scale) < 1:
+        raise UnmixError(f"--scale {args.scale[0]} {args.scale[1]}: expected two positive integers")
+    if args.fraction is not None and not 0 < args.fraction <= 1:
+        raise UnmixError(f"--fraction {args.fraction:g}: expected a number in (0, 1]")
+    if args.classes not in (None, *CLASS_MODES) and not Path(args.classes).is_file():
+        raise UnmixError(f"--classes {args.classes}: no such class file (or auto, protocol, data)")
 
 
 def add_classes(parser: argparse.ArgumentParser) -> None:
@@ -198,17 +211,7 @@ def sweep(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="re-run from scratch the cells whose record says they ran with other "
                              "quick/scale/fraction/classes/cfg_options (default: stop, naming one)")
-    parser.set_defaults(check_args=check_sweep)
-
-
-def check_sweep(args: argparse.Namespace) -> None:
-    """The flags' values, before the spec is read (the spec's own keys: sweep.validate_spec)."""
-    if args.scale is not None and min(args.scale) < 1:
-        raise UnmixError(f"--scale {args.scale[0]} {args.scale[1]}: expected two positive integers")
-    if args.fraction is not None and not 0 < args.fraction <= 1:
-        raise UnmixError(f"--fraction {args.fraction:g}: expected a number in (0, 1]")
-    if args.classes not in (None, "auto", "protocol", "data") and not Path(args.classes).is_file():
-        raise UnmixError(f"--classes {args.classes}: no such class file (or auto, protocol, data)")
+    parser.set_defaults(check_args=check_shrink)  # the flags' values, before the spec is read
 
 
 def sweep_overrides(args: argparse.Namespace) -> dict:
