@@ -3,6 +3,8 @@
 The AP values of a 2-iteration detector are noise; the end-to-end test checks that every stage's
 outputs exist and are what the next stage reads, not the numbers."""
 
+from pathlib import Path
+
 import pytest
 
 from unmix import cli
@@ -65,7 +67,7 @@ def test_side_by_side_tasks_compute_what_one_by_one_does(tmp_path):
     from unmix.demo.parallel import Task, run_tasks
 
     tasks = [Task(f"t{s}", _forward_sum, (s,), log=tmp_path / f"t{s}.log") for s in (0, 1)]
-    done = {t.name: t.result for t in run_tasks(tasks, jobs=2, threads=1)}
+    done = {t.name: t.result for t in run_tasks(tasks, jobs=2, cores=2)}
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -76,13 +78,96 @@ def test_side_by_side_tasks_compute_what_one_by_one_does(tmp_path):
     assert "worker computing seed 1" in (tmp_path / "t1.log").read_text()
 
 
+def _stamp(seconds: float, write: str | None = None, read: str | None = None) -> tuple:
+    """(start, end, what `read` held, torch threads): when a worker ran and what it saw."""
+    import time
+    from pathlib import Path
+
+    import torch
+
+    t = time.time()
+    seen = Path(read).read_text() if read else None
+    time.sleep(seconds)
+    if write:
+        Path(write).write_text("written")
+    return t, time.time(), seen, torch.get_num_threads()
+
+
+def test_pool_starts_each_task_once_its_inputs_exist_and_its_cores_are_free(tmp_path):
+    """`after` holds a task back until its inputs are written; an independent one uses the free
+    core meanwhile; a 2-thread task waits until both cores are free and runs with 2 threads."""
+    from unmix.demo.parallel import Task, run_tasks
+
+    a_out = str(tmp_path / "a.txt")
+    tasks = [Task("a", _stamp, (3.0, a_out)), Task("b", _stamp, (0.0, None, a_out), after=("a",)),
+             Task("c", _stamp, (0.2,)), Task("wide", _stamp, (0.0,), after=("c",), threads=2)]
+    order = [t.name for t in run_tasks(tasks, jobs=2, cores=2)]
+    r = {t.name: t.result for t in tasks}
+    assert r["b"][2] == "written" and r["b"][0] >= r["a"][1]        # b ran after a, saw its output
+    assert r["c"][0] < r["a"][1] and order.index("c") < order.index("a")  # c beside a
+    assert r["wide"][3] == 2 and r["wide"][0] >= r["a"][1]          # wide waited for both cores
+    assert r["a"][3] == r["b"][3] == r["c"][3] == 1
+
+
+def test_tasks_must_come_after_what_they_read():
+    from unmix.demo.parallel import Task, check_order
+
+    with pytest.raises(ValueError, match="'b'"):
+        check_order([Task("b", print, after=("a",)), Task("a", print)])
+
+
+def test_estimate_lays_tasks_out_as_the_pool_runs_them():
+    """Closed forms: equal tasks fill the cores in waves, a chain adds up, a running task's
+    seconds left come first, a wide task waits for the whole machine."""
+    from unmix.demo.parallel import Task, estimate
+
+    def d(t: Task) -> float:
+        return t.extra["d"]
+
+    def T(name: str, dur: float, after: tuple = (), threads: int = 1) -> Task:
+        return Task(name, print, after=after, threads=threads, extra={"d": dur})
+
+    assert max(estimate([T(f"c{i}", 38) for i in range(18)], [], d, cores=2, jobs=2).values()) == 9 * 38
+    chain = estimate([T("a", 10), T("b", 5, ("a",)), T("c", 3)], [], d, cores=2, jobs=2)
+    assert chain == {"a": 10, "b": 15, "c": 3}
+    assert estimate([T("x", 4)], [(T("r", 0), 6.0)], d, cores=1, jobs=1) == {"r": 6.0, "x": 10.0}
+    assert estimate([T("a", 3), T("w", 5, threads=2), T("b", 1)], [], d, cores=2, jobs=2) == \
+        {"a": 3, "b": 1, "w": 8}
+    assert estimate([T("b", 2, ("done_before",))], [], d, cores=2, jobs=2) == {"b": 2}
+
+
 def test_eta_scales_expected_costs_by_what_was_measured():
-    eta = demo.Eta("small", cores=2)
-    assert eta.wall("finetune", 18, procs=2, threads=1) == 9 * 38
+    from unmix.demo.parallel import Task
+
+    eta = demo.Eta("small", cores=2, jobs=2)
+    cells = [Task(f"c{i}", print, extra={"kind": "finetune"}) for i in range(18)]
+    assert max(eta.ends(cells, [], now=0.0).values()) == 9 * 38
     eta.record("pretrain", wall_s=2 * 210 / 1, threads=1)  # this machine: half the expected speed
-    assert eta.wall("finetune", 18, procs=2, threads=1) == 2 * 9 * 38
+    assert max(eta.ends(cells, [], now=0.0).values()) == 2 * 9 * 38
     assert demo._shares(cores=2, jobs=2, n=18) == (2, 1) and demo._shares(2, 1, 18) == (1, 2)
     assert demo._shares(cores=8, jobs=8, n=2) == (2, 4)
+
+
+def test_pool_order_puts_pretraining_first_and_each_run_after_its_inputs():
+    """The demo's task list: every encoder's fine-tuning runs wait for its conversion, which waits
+    for its pretraining; random-init runs need nothing; with 2 cores every task gets 1 thread."""
+    import argparse
+
+    args = argparse.Namespace(seed=0, force=False, device=None)
+    tasks = demo._pool_tasks(args, demo.SIZES["small"], Path("wd"), Path("voc"), Path("crops"), cores=2, jobs=2)
+    kinds = [t.extra["kind"] for t in tasks]
+    assert kinds[:2] == ["pretrain"] * 2 and kinds.count("finetune") == 18 and kinds[-2:] == ["knn"] * 2
+    by_name = {t.name: t for t in tasks}
+    for t in tasks:
+        if t.extra["kind"] == "finetune" and t.args[1] != demo.RANDOM_INIT:
+            (conv,) = t.after
+            assert by_name[conv].after == (f"pretrain {t.args[1]}",)
+            assert t.args[2] == str(demo.converted_path(Path("wd"), by_name[conv].args[1]))
+        elif t.extra["kind"] == "finetune":
+            assert t.after == () and t.args[2] == "none"
+    assert {t.threads for t in tasks} == {1}
+    assert {t.threads for t in demo._pool_tasks(args, demo.SIZES["small"], Path("wd"), Path("v"), Path("c"),
+                                                cores=2, jobs=1)} == {2}
 
 
 @pytest.mark.slow

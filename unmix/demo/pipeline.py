@@ -18,12 +18,16 @@ Stages (each reuses its finished outputs on a re-run unless `--force`):
              and writes result.json
 6. report    `unmix report` over every record -> --out (md, tex, csv, html, plots)
 
+Stages 2-5 run as one pool of processes (unmix.demo.parallel): each run starts as soon as the runs
+it reads have finished and a core is free (`--jobs 1`: one by one in this process).
+
 Everything goes through the subcommands' own public entry points, so the numbers are what the
 real commands produce. A line per stage with the elapsed time goes to stderr and WORK_DIR/demo.log.
 """
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import os
 import time
 import xml.etree.ElementTree as ET
@@ -36,6 +40,7 @@ from unmix.core.config import to_plain
 from unmix.core.logs import close_log, open_log
 from unmix.core.errors import UnmixError
 from unmix.core.eta import format_duration
+from unmix.demo.parallel import Task, estimate, run_tasks
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "configs" / "demo"
@@ -84,9 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="redo every stage, even finished ones")
     parser.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
     parser.add_argument("--jobs", type=int, default=None,
-                        help="stages run side by side (the two pretrainings, the fine-tuning runs), each "
-                             "in its own process with its share of the cores (default: the cores this "
-                             "process may use; 1: one by one in this process)")
+                        help="runs side by side (pretraining, conversion, kNN, fine-tuning; each as soon as "
+                             "its inputs exist), each in its own process with its share of the cores "
+                             "(default: the cores this process may use; 1: one by one in this process)")
 
 
 # ----------------------------------------------------------------------------------- progress
@@ -222,10 +227,15 @@ def _subcommand(module: Any, argv: list[str]) -> int:
     return int(module.run(parser.parse_args(argv)) or 0)
 
 
+def data_paths(wd: Path) -> tuple[Path, Path]:
+    """(the labelled VOC root, the crops image folder) of the data stage."""
+    return wd / "data" / "voc", wd / "data" / "crops"
+
+
 def stage_data(wd: Path, size: Size, seed: int, force: bool, p: Progress) -> tuple[Path, Path]:
     from unmix.demo import toydata
 
-    root, voc, crops = wd / "data", wd / "data" / "voc", wd / "data" / "crops"
+    root, (voc, crops) = wd / "data", data_paths(wd)
     done = root / "done.txt"
     _fresh(root, force)
     if done.is_file():
@@ -245,15 +255,25 @@ def stage_data(wd: Path, size: Size, seed: int, force: bool, p: Progress) -> tup
     return voc, crops
 
 
-def stage_pretrain(wd: Path, key: str, crops: Path, size: Size, seed: int, force: bool,
-                   device: str | None) -> Path:
+def pretrain_checkpoint(wd: Path, key: str) -> Path:
+    """Where encoder `key`'s pretraining run leaves its checkpoint (what knn and convert read)."""
     from pretrain import checkpoint as ckpt
+
+    return wd / "pretrain" / key / ckpt.LATEST
+
+
+def converted_path(wd: Path, key: str) -> Path:
+    return wd / "converted" / f"{key}.pth"
+
+
+def stage_pretrain(wd: Path, key: str, crops: Path, size: Size, seed: int, force: bool,
+                   device: str | None) -> None:
     from pretrain import train
 
     _, config = ENCODERS[key]
-    out = wd / "pretrain" / key
+    latest = pretrain_checkpoint(wd, key)
+    out = latest.parent
     _fresh(out, force)
-    latest = out / ckpt.LATEST
     opts = {"data.root": str(crops), "data.size": size.crop, "train.seed": seed,
             "train.batch_size": size.pretrain_batch, "schedule.epochs": size.pretrain_epochs,
             "model.K": size.queue}
@@ -266,37 +286,39 @@ def stage_pretrain(wd: Path, key: str, crops: Path, size: Size, seed: int, force
     if latest.is_file():
         argv.append("--resume")  # a finished run returns at once; a cut one continues its trajectory
     _subcommand(train, argv)
-    return latest
+    if not latest.is_file():
+        raise UnmixError(f"{out}: the pretraining run ended without {latest.name}")
 
 
-def stage_knn(wd: Path, key: str, checkpoint: Path, crops: Path, size: Size, seed: int, force: bool,
-              device: str | None, p: Progress) -> None:
+def stage_knn(wd: Path, key: str, crops: Path, size: Size, seed: int, force: bool,
+              device: str | None) -> str | None:
+    """kNN of encoder `key`; returns a note for the demo log when it reused a finished record."""
     from transfer.frozen import knn
 
     label, _ = ENCODERS[key]
     out = wd / "knn" / key
     _fresh(out, force)
     if records.is_finished(out):
-        p.info(f"reusing {out / 'result.json'}")
-        return
-    argv = [str(checkpoint), "--dataset", "folder", "--data-root", str(crops), "--test-split", "test",
-            "--image-size", str(size.crop), "--k", str(size.knn_k), "--label", label, "--work-dir", str(out),
-            "--workers", "0", "--batch-size", "128", "--seed", str(seed)]
+        return f"reusing {out / 'result.json'}"
+    argv = [str(pretrain_checkpoint(wd, key)), "--dataset", "folder", "--data-root", str(crops),
+            "--test-split", "test", "--image-size", str(size.crop), "--k", str(size.knn_k), "--label", label,
+            "--work-dir", str(out), "--workers", "0", "--batch-size", "128", "--seed", str(seed)]
     if device:
         argv += ["--device", device]
     _subcommand(knn, argv)
+    return None
 
 
-def stage_convert(wd: Path, key: str, checkpoint: Path, force: bool, p: Progress) -> Path:
+def stage_convert(wd: Path, key: str, force: bool) -> str | None:
+    """`unmix convert` of encoder `key` to converted_path; a note when it reused the file."""
     from transfer.convert import cli
 
-    out = wd / "converted" / f"{key}.pth"
+    out = converted_path(wd, key)
     _fresh(out, force)
     if out.is_file():
-        p.info(f"reusing {out}")
-        return out
-    _subcommand(cli, [str(checkpoint), "-o", str(out)])
-    return out
+        return f"reusing {out}"
+    _subcommand(cli, [str(pretrain_checkpoint(wd, key)), "-o", str(out)])
+    return None
 
 
 def stage_finetune(wd: Path, label: str, checkpoint: str, bn: str, voc: Path, size: Size, seed: int,
@@ -350,28 +372,36 @@ def run(args: argparse.Namespace) -> int:
 
 
 # Expected CPU seconds per task of each kind (docs/demo.md's measured stage costs), for the ETAs
-# before a stage has run; refined by how fast this machine turns out to be.
+# before a task has run; refined by how fast this machine turns out to be.
 COSTS: dict[str, dict[str, float]] = {
-    "small": {"data": 4, "pretrain": 210, "knn": 3, "convert": 2, "finetune": 38, "report": 2},
+    "small": {"data": 2, "pretrain": 210, "knn": 5, "convert": 2, "finetune": 38, "report": 2},
     "tiny": {"data": 1, "pretrain": 10, "knn": 4, "convert": 2, "finetune": 12, "report": 2},
 }
 
 
 class Eta:
-    """The demo's remaining time: expected task costs, scaled by measured/expected so far."""
+    """The demo's remaining time: expected task costs, scaled by measured/expected so far, laid out
+    as the pool schedules them (unmix.demo.parallel.estimate)."""
 
-    def __init__(self, size: str, cores: int) -> None:
-        self.costs, self.cores = COSTS[size], cores
+    def __init__(self, size: str, cores: int, jobs: int) -> None:
+        self.costs, self.cores, self.jobs = COSTS[size], cores, jobs
         self.expected_done = self.measured = 0.0
 
-    def wall(self, kind: str, n: int, procs: int = 1, threads: int | None = None) -> float:
-        waves = -(-n // max(1, procs))
+    def duration(self, kind: str, threads: int) -> float:
         speed = self.measured / self.expected_done if self.expected_done else 1.0
-        return waves * self.costs[kind] / (threads or self.cores) * speed
+        return self.costs[kind] / threads * speed
 
-    def record(self, kind: str, wall_s: float, threads: int | None = None) -> None:
-        self.expected_done += self.costs[kind] / (threads or self.cores)
+    def record(self, kind: str, wall_s: float, threads: int) -> None:
+        self.expected_done += self.costs[kind] / threads
         self.measured += wall_s
+
+    def ends(self, pending: list[Task], running: list[Task], now: float) -> dict[str, float]:
+        """Seconds from `now` until each task ends (pending and running ones)."""
+        def dur(t: Task) -> float:
+            return self.duration(t.extra["kind"], t.threads)
+
+        return estimate(pending, [(t, max(0.0, dur(t) - (now - t.started))) for t in running], dur,
+                        self.cores, self.jobs)
 
 
 def _shares(cores: int, jobs: int, n: int) -> tuple[int, int]:
@@ -380,71 +410,108 @@ def _shares(cores: int, jobs: int, n: int) -> tuple[int, int]:
     return procs, max(1, cores // procs)
 
 
+def _pool_tasks(args: argparse.Namespace, size: Size, wd: Path, voc: Path, crops: Path,
+                cores: int, jobs: int) -> list[Task]:
+    """Every task between the data and the report, in the order the pool prefers among ready ones:
+    pretraining (the longest, first), each conversion (it unlocks six runs), the encoders' fine-tuning
+    runs, the random-init ones (they need nothing), kNN last (nothing waits for it: it fills the
+    last idle core). With `--jobs 1` each takes every core, one by one."""
+    pre = _shares(cores, jobs, len(ENCODERS))[1] if jobs > 1 else cores
+    rest = _shares(cores, jobs, (1 + len(ENCODERS)) * len(BN_MODES) * size.detect_seeds)[1] if jobs > 1 else cores
+    logs, label_of = wd / "logs", {k: v[0] for k, v in ENCODERS.items()}
+    a = (args.seed, args.force)
+
+    def task(kind: str, name: str, fn: Any, fargs: tuple, log: str, after: tuple[str, ...] = ()) -> Task:
+        return Task(name, fn, fargs, log=logs / f"{log}.log", after=after, threads=pre if kind == "pretrain" else rest,
+                    extra={"kind": kind})
+
+    def cell(label: str, ck: str, bn: str, seed: int, after: tuple[str, ...]) -> Task:
+        log = f"finetune_{label.replace(' ', '_').replace('+', 'p')}_{bn}_seed{seed}"
+        return task("finetune", f"finetune {label} / BN {bn} / seed {seed}", stage_finetune,
+                    (wd, label, ck, bn, voc, size, seed, args.force), log, after)
+
+    seeds = range(args.seed, args.seed + size.detect_seeds)
+    tasks = [task("pretrain", f"pretrain {label_of[k]}", stage_pretrain, (wd, k, crops, size, *a, args.device),
+                  f"pretrain_{k}") for k in ENCODERS]
+    tasks += [task("convert", f"convert {label_of[k]}", stage_convert, (wd, k, args.force), f"convert_{k}",
+                   (f"pretrain {label_of[k]}",)) for k in ENCODERS]
+    tasks += [cell(label_of[k], str(converted_path(wd, k)), bn, seed, (f"convert {label_of[k]}",))
+              for seed in seeds for k in ENCODERS for bn in BN_MODES]
+    tasks += [cell(RANDOM_INIT, "none", bn, seed, ()) for seed in seeds for bn in BN_MODES]
+    tasks += [task("knn", f"knn {label_of[k]}", stage_knn, (wd, k, crops, size, *a, args.device), f"knn_{k}",
+                   (f"pretrain {label_of[k]}",)) for k in ENCODERS]
+    return tasks
+
+
+STAGE_WHAT = {
+    "pretrain": "unmix pretrain configs/demo/pretrain-moco-v2*.py",
+    "convert": "unmix convert of each encoder as its pretraining ends",
+    "finetune": f"unmix finetune --protocol {PROTOCOL} (configs/demo/{DETECTION_CONFIG.name})",
+    "knn": "unmix knn of both encoders",
+}
+
+
+def _run_pool(tasks: list[Task], cores: int, jobs: int, eta: Eta, p: Progress,
+              timings: list[tuple[str, float, float]]) -> None:
+    """Run the pool, with a line as each stage's first task starts (its ETA and the whole demo's)
+    and as each task ends."""
+    pending, running, announced = list(tasks), [], set()
+    total = Counter(t.extra["kind"] for t in tasks)
+
+    def left(now: float) -> tuple[dict[str, float], float]:
+        ends = eta.ends(pending, running, now)
+        return ends, max(ends.values(), default=0.0) + eta.duration("report", cores)
+
+    def on_start(task: Task) -> None:
+        pending.remove(task)
+        running.append(task)
+        kind = task.extra["kind"]
+        if kind not in announced:
+            announced.add(kind)
+            ends, whole = left(task.started)
+            here = max(ends[t.name] for t in pending + running if t.extra["kind"] == kind)
+            p.info(f"== {kind}: {STAGE_WHAT[kind]}, {total[kind]} run(s) of {task.threads} thread(s); "
+                   f"ETA this stage {format_duration(here)}, the whole demo {format_duration(whole)} more")
+
+    for k, task in enumerate(run_tasks(tasks, jobs, cores, on_start), 1):
+        running.remove(task)
+        eta.record(task.extra["kind"], task.wall_s, task.threads)
+        timings.append((task.name, task.wall_s, task.cpu_s))
+        msg = f" ({task.result})" if isinstance(task.result, str) else ""
+        p.info(f"{task.name}: done in {task.wall_s:.1f} s{msg} [{k}/{len(tasks)}, the demo "
+               f"{format_duration(left(time.time())[1])} more]")
+
+
 def _pipeline(args: argparse.Namespace, size: Size, wd: Path, out: Path, p: Progress) -> int:
     from unmix.core.threads import available_cores
-    from unmix.demo.parallel import Task, run_tasks
 
     t0 = time.time()
     cores = available_cores()
     jobs = args.jobs or cores
     p.info(f"unmix demo --size {args.size} --seed {args.seed}: work dir {wd}, report {out}, "
-           f"{cores} core(s), up to {jobs} stage(s) at once"
+           f"{cores} core(s), up to {jobs} run(s) at once"
            f"{' (--force: redoing every stage)' if args.force else ''}")
-    eta = Eta(args.size, cores)
-    runs_n = (1 + len(ENCODERS)) * len(BN_MODES) * size.detect_seeds
-    pre, fine = _shares(cores, jobs, len(ENCODERS)), _shares(cores, jobs, runs_n)
-    n_early = len(BN_MODES) * size.detect_seeds if pre == fine else 0  # random-init cells, see below
-    plan = [("data", 1, (1, None)), ("pretrain", len(ENCODERS), pre), ("knn", len(ENCODERS), (1, None)),
-            ("convert", len(ENCODERS), (1, None)), ("finetune", runs_n - n_early, fine), ("report", 1, (1, None))]
+    eta = Eta(args.size, cores, jobs)
     timings: list[tuple[str, float, float]] = []
 
-    def group(kind: str, tasks: list[Task], procs: int, threads: int | None, what: str) -> list[Task]:
-        kinds = [t.extra.get("kind", kind) for t in tasks]
-        here = sum(eta.wall(k, kinds.count(k), procs, threads) for k in set(kinds))
-        left = here + sum(eta.wall(k, n, *sh) for k, n, sh in plan[[k for k, _, _ in plan].index(kind) + 1:])
-        p.info(f"== {kind}: {what}; ETA this stage {format_duration(here)}, "
-               f"the whole demo {format_duration(left)} more")
-        done = []
-        for task in run_tasks(tasks, procs if threads else 1, threads or cores):
-            eta.record(task.extra.get("kind", kind), task.wall_s, threads)
-            timings.append((task.name, task.wall_s, task.cpu_s))
-            done.append(task)
-            msg = f" ({task.result})" if isinstance(task.result, str) else ""
-            p.info(f"{task.name}: done in {task.wall_s:.1f} s{msg} [{len(done)}/{len(tasks)}]")
-        return done
+    def alone(kind: str, fn: Any, fargs: tuple, what: str, more: float) -> Any:
+        p.info(f"== {kind}: {what}; ETA this stage {format_duration(eta.duration(kind, cores))}, "
+               f"the whole demo {format_duration(more)} more")
+        t, c = time.time(), _cpu_seconds()
+        result = fn(*fargs)
+        timings.append((kind, time.time() - t, _cpu_seconds() - c))
+        eta.record(kind, timings[-1][1], cores)
+        p.info(f"{kind}: done in {timings[-1][1]:.1f} s")
+        return result
 
-    data = group("data", [Task("data", stage_data, (wd, size, args.seed, args.force, p))], 1, None,
-                 "generated VOC scenes and object crops")
-    voc, crops = data[0].result
-    logs = wd / "logs"
-
-    def finetune_task(label: str, ck: str, bn: str, seed: int) -> Task:
-        return Task(f"finetune {label} / BN {bn} / seed {seed}", stage_finetune,
-                    (wd, label, ck, bn, voc, size, seed, args.force), extra={"kind": "finetune"},
-                    log=logs / f"finetune_{label.replace(' ', '_').replace('+', 'p')}_{bn}_seed{seed}.log")
-
-    seeds = range(args.seed, args.seed + size.detect_seeds)
-    # The random-init cells need no encoder: queued behind the pretraining runs in one pool (same
-    # shares), they take a core as soon as the shorter pretraining run frees one.
-    early = [finetune_task(RANDOM_INIT, "none", bn, seed) for seed in seeds for bn in BN_MODES][:n_early]
-    tasks = [Task(f"pretrain {label}", stage_pretrain, (wd, key, crops, size, args.seed, args.force, args.device),
-                  log=logs / f"pretrain_{key}.log", extra={"key": key}) for key, (label, _) in ENCODERS.items()]
-    ckpts = {t.extra["key"]: t.result for t in group(
-        "pretrain", tasks + early, *pre, f"unmix pretrain configs/demo/pretrain-moco-v2*.py, {pre[0]} at once x "
-        f"{pre[1]} thread(s)" + (f", then {len(early)} random-init fine-tuning runs as cores free up"
-                                 if early else "") + (f" (logs: {logs}/*.log)" if pre[0] > 1 else ""))
-        if "key" in t.extra}
-    group("knn", [Task(f"knn {label}", stage_knn, (wd, key, ckpts[key], crops, size, args.seed, args.force,
-                                                   args.device, p)) for key, (label, _) in ENCODERS.items()],
-          1, None, "unmix knn of both encoders")
-    converted = {t.extra["key"]: t.result for t in group(
-        "convert", [Task(f"convert {label}", stage_convert, (wd, key, ckpts[key], args.force, p), extra={"key": key})
-                    for key, (label, _) in ENCODERS.items()], 1, None, "unmix convert of both encoders")}
-    runs = ([] if early else [(RANDOM_INIT, "none")]) + [(ENCODERS[k][0], str(converted[k])) for k in ENCODERS]
-    tasks = [finetune_task(label, ck, bn, seed) for seed in seeds for label, ck in runs for bn in BN_MODES]
-    group("finetune", tasks, *fine, f"unmix finetune --protocol {PROTOCOL} (configs/demo/{DETECTION_CONFIG.name}), "
-          f"{len(tasks)} runs, {fine[0]} at once x {fine[1]} thread(s)")
-    md = group("report", [Task("report", stage_report, (wd, out, p))], 1, None, f"unmix report -> {out}")[0].result
+    tasks = _pool_tasks(args, size, wd, *data_paths(wd), cores, jobs)
+    whole = eta.duration("data", cores) + max(eta.ends(tasks, [], 0.0).values()) + eta.duration("report", cores)
+    alone("data", stage_data, (wd, size, args.seed, args.force, p),
+                       "generated VOC scenes and object crops", whole)
+    p.info(f"== {len(tasks)} runs in one pool, up to {min(jobs, cores)} at once, each as soon as its inputs "
+           f"exist and its cores are free" + (f" (logs: {wd / 'logs'}/*.log)" if jobs > 1 else ""))
+    _run_pool(tasks, cores, jobs, eta, p, timings)
+    md = alone("report", stage_report, (wd, out, p), f"unmix report -> {out}", eta.duration("report", cores))
 
     lines = ["| stage | wall (s) | CPU (s) |", "| --- | ---: | ---: |"]
     lines += [f"| {n} | {w:.0f} | {c:.0f} |" for n, w, c in timings]
