@@ -710,6 +710,26 @@ def test_published_rows_need_the_bn_mode_of_the_runs(tmp_path):
     assert len(rows) == 6 and "| Un-Mix (K=65536) — published [2] | Freeze BN | 73.8 | 93.3 |" in rows
 
 
+def test_published_rows_in_references_csv_as_in_the_tables(tmp_path):
+    """references.csv holds the rows the md table shows (same gating by BN mode), one value per line,
+    as printed in the source (arXiv 2003.05438v1 Table 7(a)); a table of ours without published rows adds none."""
+    import pandas as pd
+
+    put(tmp_path / "b", "detection", "MoCo", "voc-faster-rcnn-fpn", 0, {"AP50": 75.0, "recall": 90.0},
+        bn="finetune")
+    put(tmp_path / "b", "detection", "MoCo", "coco-mask-rcnn-fpn-mmdet3", 0, dict(zip(COCO_KEYS, MASK_MOCO)),
+        bn="frozen")
+    out = make(tmp_path / "b", tmp_path, "--formats", "md,csv", "--no-plots")
+    refs = pd.read_csv(out / "references.csv", dtype={"value": str})
+    md_rows = _published((out / "report.md").read_text())
+    assert len(md_rows) == 3 and len(refs) == 3 * 2 and set(refs.protocol) == {"voc-faster-rcnn-fpn"}
+    assert set(refs.bn) == {"finetune"} and set(refs.header) == {"AP50", "Recall"}
+    un = refs[refs.row == "Un-Mix (K=65536)"].set_index("metric").value.to_dict()
+    assert un == {"AP50": "76.4", "recall": "90.5"}  # the md row: | Un-Mix (K=65536) ... | 76.4 | 90.5 |
+    assert all("2003.05438v1" in s for s in refs.source)
+    assert set(refs.table) <= set(pd.read_csv(out / "cells.csv").table)
+
+
 def test_paper_coco_rows_under_the_mmdet1x_protocols_with_bn_frozen(tmp_path):
     keys = ["bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_APs", "bbox_APm", "bbox_APl"]
     put(tmp_path, "detection", "MoCo", "coco-retinanet-fpn", 0, dict(zip(keys, [30.0] * 6)), bn="frozen")

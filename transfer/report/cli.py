@@ -9,7 +9,8 @@ write (per its manifest.json) are kept.
 
     report.md      Markdown tables (GitHub-flavoured), notes, paired comparisons, plot links
     report.tex     LaTeX fragment: one booktabs `table` per table, for \\input
-    cells.csv      one row per table cell, full precision; paired.csv; runs.csv (every record)
+    cells.csv      one row per table cell, full precision; paired.csv; references.csv (the
+                   published rows shown beside the tables); runs.csv (every record)
     report.html    one self-contained page: tables, notes, plots embedded as base64 PNG
     plots/*.png, plots/*.svg
     manifest.json  the files this report wrote, with their sha256
@@ -31,7 +32,7 @@ FORMATS = ("md", "tex", "csv", "html")
 FILE_OF = {"md": "report.md", "tex": "report.tex", "html": "report.html"}
 MANIFEST = "manifest.json"
 # What reports wrote before they had a manifest: replaced, not carried over.
-_REPORT_NAMES = {*FILE_OF.values(), "cells.csv", "paired.csv", "runs.csv"}
+_REPORT_NAMES = {*FILE_OF.values(), "cells.csv", "paired.csv", "references.csv", "runs.csv"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

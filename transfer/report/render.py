@@ -288,7 +288,7 @@ def _nan(x: float | None) -> float:
 
 
 def render_csv(rep: Report) -> dict[str, str]:
-    """cells.csv (one row per table cell, full precision), paired.csv, runs.csv."""
+    """cells.csv (one row per table cell, full precision), paired.csv, references.csv."""
     cells, paired = [], []
     for t in rep.tables:
         for r in t.rows:
@@ -312,9 +312,26 @@ def render_csv(rep: Report) -> dict[str, str]:
                            "mean_diff": p.mean, "sd_diff": p.sd, "t975": p.t, "ci_low": p.lo,
                            "ci_high": p.hi, "ci_excludes_zero": p.excludes_zero})
     return {"cells.csv": pd.DataFrame(cells).to_csv(index=False),
+            "references.csv": _references_csv(rep),
             "paired.csv": pd.DataFrame(paired, columns=[
                 "table", "row", "baseline", "group", "metric", "header", "n", "seeds", "mean_diff", "sd_diff",
                 "t975", "ci_low", "ci_high", "ci_excludes_zero"]).to_csv(index=False)}
+
+
+REFERENCE_CSV_COLUMNS = ["table", "title", "protocol", "bn", "row", "metric", "header", "value", "source"]
+
+
+def _references_csv(rep: Report) -> str:
+    """The published rows each table shows (transfer/report/references.py), one value per line,
+    with the table's metric header; only the metrics the table has, as in md/tex/html."""
+    out = []
+    for t in rep.tables:
+        header = dict(_ref_columns(t))
+        for r in references.references_for(t.protocol, t.nominal, t.bn_present):
+            out += [{"table": t.key, "title": t.title, "protocol": r.protocol, "bn": r.bn, "row": r.label,
+                     "metric": k, "header": header[k], "value": f"{v:.{r.decimals}f}", "source": r.source}
+                    for k, v in r.metrics.items() if k in header]
+    return pd.DataFrame(out, columns=REFERENCE_CSV_COLUMNS).to_csv(index=False)
 
 
 def render_runs_csv(runs: pd.DataFrame) -> str:
