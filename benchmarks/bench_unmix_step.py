@@ -12,6 +12,7 @@ Compute bound (a query forward+backward costs ~3 forwards, a key forward 1):
 (counting forwards only: 3/2, 5/4 and 6/4). Goals: <= 1.8 asymmetric, <= 1.4 symmetric.
 
     python benchmarks/bench_unmix_step.py --batch 128 --iters 20 [--official PATH/unmix_c10.py]
+        [--only "sym Un-Mix,sym Un-Mix bn_stats=official"]   (these variants and their baselines)
 
 `--official` times the authors' own `ModelMoCo` (their CIFAR script, szq0214/Un-Mix
 `unmix_c10.py`, from your checkout; nothing of it is in this repository) beside ours on the same
@@ -102,14 +103,16 @@ def cuda_as_identity(active: bool) -> Iterator[None]:
         torch.Tensor.cuda, torch.nn.Module.cuda = saved
 
 
-VARIANTS = {  # name: (class, symmetric, unmix)
-    "asym base": (MoCo, False, False),
-    "asym Un-Mix": (MoCo, False, True),
-    "sym base": (MoCo, True, False),
-    "sym Un-Mix": (MoCo, True, True),
-    "sym Un-Mix official (2 mix encodings)": (OfficialMoCo, True, True),
+VARIANTS = {  # name: (class, symmetric, unmix, other MoCo arguments)
+    "asym base": (MoCo, False, False, {}),
+    "asym Un-Mix": (MoCo, False, True, {}),
+    "sym base": (MoCo, True, False, {}),
+    "sym Un-Mix": (MoCo, True, True, {}),
+    # the official BN running-statistics order (one extra no-grad mixture forward; fidelity.md row 28)
+    "sym Un-Mix bn_stats=official": (MoCo, True, True, {"bn_stats": "official"}),
+    "sym Un-Mix official (2 mix encodings)": (OfficialMoCo, True, True, {}),
 }
-BASELINE = {"asym Un-Mix": "asym base", "sym Un-Mix": "sym base",
+BASELINE = {"asym Un-Mix": "asym base", "sym Un-Mix": "sym base", "sym Un-Mix bn_stats=official": "sym base",
             "sym Un-Mix official (2 mix encodings)": "sym base"}
 
 
@@ -124,21 +127,31 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--official", type=Path, default=None,
                     help="the authors' unmix_c10.py (szq0214/Un-Mix): time its ModelMoCo beside ours")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated variant names to time (default: all); their baselines are added")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     # mixtures are drawn with prob 0.5 global / region; both cost the same encoder passes
     models, opts = {}, {}
-    for name, (cls, symmetric, unmix) in VARIANTS.items():
+    chosen = VARIANTS
+    if args.only:
+        names = [n.strip() for n in args.only.split(",")]
+        unknown = [n for n in names if n not in VARIANTS]
+        if unknown:
+            raise SystemExit(f"--only: no variant {unknown}; choose from {list(VARIANTS)}")
+        names += [BASELINE[n] for n in names if n in BASELINE]
+        chosen = {n: v for n, v in VARIANTS.items() if n in names}
+    for name, (cls, symmetric, unmix, extra) in chosen.items():
         torch.manual_seed(0)
         m = cls(arch="resnet18", stem="cifar", version="v2", K=4096, m=0.99, T=0.1,
                 symmetric=symmetric, split_bn=args.split_bn,
-                unmix={"enabled": unmix, "beta": 1.0, "prob": 0.5}).to(dev).train()
+                unmix={"enabled": unmix, "beta": 1.0, "prob": 0.5}, **extra).to(dev).train()
         models[name] = m
         opts[name] = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.06,
                                      momentum=0.9, weight_decay=5e-4)
-    variants = dict(VARIANTS)
+    variants = dict(chosen)
     if args.official:
         with cuda_as_identity(dev.type != "cuda"):
             torch.manual_seed(0)
