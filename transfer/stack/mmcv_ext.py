@@ -5,7 +5,8 @@ look their kernels up in `mmcv._ext`. Faster R-CNN, RetinaNet and Mask R-CNN cal
 run time, and this module provides exactly those, on CPU and CUDA:
 
     nms                                  torchvision.ops.nms (offset=1 by shifting x2, y2)
-    roi_align_forward / _backward        torchvision's roi_align kernels (avg mode; identical numbers)
+    roi_align_forward / _backward        torchvision's roi_align kernels (avg mode; identical numbers;
+                                         the CPU backward vectorised to the same bits: roi_align_cpu)
     sigmoid_focal_loss_forward/_backward mmcv's own elementwise formula, vectorised in torch
     get_compiler_version, get_compiling_cuda_version
 
@@ -18,6 +19,8 @@ from __future__ import annotations
 import torch
 import torchvision  # noqa: F401  (loads torchvision's C++ ops into torch.ops.torchvision)
 from torch import Tensor
+
+from transfer.stack import roi_align_cpu
 
 IS_STAND_IN = True  # lets `transfer.stack.mmcv_ops_kind` tell this module from compiled mmcv
 FLT_MIN = 1.1754943508222875e-38  # mmcv's kernels clamp with the float32 FLT_MIN whatever the dtype
@@ -68,10 +71,13 @@ def roi_align_backward(grad_output: Tensor, rois: Tensor, argmax_y: Tensor, argm
     """Fills `grad_input` (N, C, H, W) in place."""
     _check_avg(pool_mode)
     n, c, h, w = grad_input.shape
-    grad = torch.ops.torchvision._roi_align_backward(
-        grad_output, rois, float(spatial_scale), int(aligned_height), int(aligned_width),
-        n, c, h, w, int(sampling_ratio), bool(aligned))
-    grad_input.copy_(grad)
+    args = (grad_output, rois, float(spatial_scale), int(aligned_height), int(aligned_width),
+            n, c, h, w, int(sampling_ratio), bool(aligned))
+    if roi_align_cpu.supported(grad_output):
+        # torchvision's numbers, several times faster on the CPU (transfer/stack/roi_align_cpu.py)
+        grad_input.copy_(roi_align_cpu.roi_align_backward(*args))
+        return
+    grad_input.copy_(torch.ops.torchvision._roi_align_backward(*args))
 
 
 def _focal_terms(input: Tensor, target: Tensor, weight: Tensor):
