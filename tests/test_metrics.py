@@ -92,6 +92,45 @@ def test_to_record_metrics_voc():
     assert set(details["per_class_AP"]["AP"]) == {"a", "b"}
 
 
+def _random_voc(seed: int, n_images: int = 30, n_classes: int = 4):
+    """Detections and ground truth with difficult boxes, a class without ground truth, images
+    without detections and tied scores: every branch of eval_map's matching."""
+    rng = np.random.default_rng(seed)
+
+    def boxes(n):
+        xy = rng.uniform(0, 80, (n, 2))
+        return np.hstack([xy, xy + rng.uniform(4, 30, (n, 2))]).astype(np.float32)
+
+    dets, anns = [], []
+    for i in range(n_images):
+        n_gt, n_ign = int(rng.integers(1, 4)), int(rng.integers(0, 2))
+        ann = {"bboxes": boxes(n_gt), "labels": rng.integers(0, n_classes - 1, n_gt),
+               "bboxes_ignore": boxes(n_ign), "labels_ignore": rng.integers(0, n_classes, n_ign)}
+        per_class = []
+        for c in range(n_classes):
+            # the class's ground truth and difficult boxes, moved by a few pixels, and strays
+            near = np.vstack([ann["bboxes"][ann["labels"] == c], ann["bboxes_ignore"][ann["labels_ignore"] == c]])
+            b = np.vstack([near + rng.normal(0, 3, near.shape), boxes(int(rng.integers(0, 3)))])
+            b = b[:0] if i % 7 == 0 else b
+            scores = rng.choice([0.3, 0.5, 0.9], len(b)) if c == 0 else rng.uniform(0, 1, len(b))
+            per_class.append(np.hstack([b, scores[:, None]]).astype(np.float32))
+        dets.append(per_class)
+        anns.append(ann)
+    return dets, anns
+
+
+@pytest.mark.parametrize("mode", ["11points", "area"])
+def test_voc_in_process_gives_eval_maps_numbers_to_the_bit(mode):
+    dets, anns = _random_voc(0)
+    pooled = M.voc_map(dets, anns, eval_mode=mode, nproc=2)  # mmdet's eval_map, its Pool of 2
+    alone = M.voc_map(dets, anns, eval_mode=mode, nproc=1)   # in this process
+    assert np.isnan(pooled["ap"][:, 3]).all()  # the class without ground truth is there
+    assert (0 < pooled["ap"][0, :3]).all() and (pooled["ap"][0, :3] < 1).all()  # neither 0 nor 1
+    for key in ("ap", "recall", "num_gts"):
+        assert np.array_equal(alone[key], pooled[key], equal_nan=True)
+        assert alone[key].dtype == pooled[key].dtype
+
+
 # ------------------------------------------------------------------------------------ COCO
 
 def _coco_gt(tmp_path, n_images=3):

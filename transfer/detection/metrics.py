@@ -13,8 +13,9 @@
   AP, which every VOC07 protocol we follow reports: mmdetection 1.x and 3.3, mmselfsup, and
   detectron2/MoCo, whose evaluator sets `use_07_metric` for VOC2007) or `'area'` (VOC2010+ devkit).
   The matching and AP rules are mmdet's `eval_map` (VOC devkit: legacy +1 pixel coordinates,
-  difficult boxes neither TP nor FP, greedy by score), called once per IoU threshold: not
-  re-implemented.
+  difficult boxes neither TP nor FP, greedy by score), called once per IoU threshold; a process
+  with one core's share runs eval_map's same sequence in-process (`_voc_in_process`: mmdet's
+  tpfp_default and average_precision, no process pool), checked against eval_map to the bit.
 
 `UnmixCocoMetric` (type='UnmixCocoMetric'): mmdet's CocoMetric (same `process`, same JSON
   conversion) with `proposal_nums=(1, 10, 100)`, so every number uses maxDets=100 like the
@@ -29,7 +30,6 @@ per-class details.
 """
 from __future__ import annotations
 
-import os
 import os.path as osp
 import tempfile
 from collections import OrderedDict
@@ -54,14 +54,21 @@ def voc_map(det_results: Sequence[Sequence[np.ndarray]], annotations: Sequence[d
     has `bboxes`, `labels` (+ optional `bboxes_ignore`, `labels_ignore`), as mmdet's `eval_map`.
     Returns {'ap': (T, C) array, 'num_gts': (C,), 'recall': (C,) at the first threshold,
     'iou_thrs': tuple}; classes without ground truth get NaN AP and recall.
+    `nproc`: processes matching detections to ground truth (default: this process's torch
+    threads, i.e. its share of the cores under unmix.core.threads, at most 4); with 1, the
+    matching runs in this process (`_voc_in_process`, the same numbers as eval_map).
     """
     from mmdet.evaluation.functional import eval_map
 
-    nproc = nproc or min(4, os.cpu_count() or 1)
+    nproc = nproc or max(1, min(4, _torch_threads()))
+    if nproc == 1:
+        per_thr = _voc_in_process(det_results, annotations, iou_thrs, eval_mode)
+    else:
+        per_thr = [eval_map(det_results, annotations, iou_thr=float(thr), eval_mode=eval_mode,
+                            use_legacy_coordinate=True, logger="silent", nproc=nproc)[1]
+                   for thr in iou_thrs]
     aps, recall, num_gts = [], None, None
-    for thr in iou_thrs:
-        _, per_class = eval_map(det_results, annotations, iou_thr=float(thr), eval_mode=eval_mode,
-                                use_legacy_coordinate=True, logger="silent", nproc=nproc)
+    for per_class in per_thr:
         gts = np.array([r["num_gts"] for r in per_class])
         aps.append([float(r["ap"]) if g > 0 else np.nan for r, g in zip(per_class, gts)])
         if recall is None:
@@ -71,6 +78,46 @@ def voc_map(det_results: Sequence[Sequence[np.ndarray]], annotations: Sequence[d
                 for r, g in zip(per_class, gts)])
     return {"ap": np.array(aps, dtype=np.float64), "num_gts": num_gts, "recall": recall,
             "iou_thrs": tuple(float(t) for t in iou_thrs)}
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _voc_in_process(det_results: Sequence[Sequence[np.ndarray]], annotations: Sequence[dict],
+                    iou_thrs: Sequence[float], eval_mode: str) -> list[list[dict]]:
+    """eval_map's per-class results at each threshold, without its process pool.
+
+    mmdet 3.3's eval_map forks a multiprocessing Pool on every call (it has no in-process mode)
+    and we call it once per threshold: in the demo's fine-tuning run (100 test images) the ten
+    pools cost 2.2 CPU-s against 0.18 s for the matching itself. This is eval_map's own sequence
+    (no scale ranges, VOC's tpfp_default, legacy coordinates) with mmdet's functions for the
+    matching (`tpfp_default`) and the AP (`average_precision`), each class's boxes gathered once;
+    tests/test_metrics.py checks it against eval_map to the bit.
+    """
+    from mmdet.evaluation.functional.mean_ap import average_precision, get_cls_results, tpfp_default
+
+    eps = np.finfo(np.float32).eps
+    per_thr: list[list[dict]] = [[] for _ in iou_thrs]
+    for c in range(len(det_results[0])):
+        dets, gts, ignore = get_cls_results(det_results, annotations, c)
+        num_gts = np.zeros(1, dtype=int)
+        for g in gts:
+            num_gts[0] += g.shape[0]
+        order = np.argsort(-np.vstack(dets)[:, -1])
+        for t, thr in enumerate(iou_thrs):
+            tp, fp = tuple(zip(*[tpfp_default(d, g, i, float(thr), None, True)
+                                 for d, g, i in zip(dets, gts, ignore)]))
+            tp = np.cumsum(np.hstack(tp)[:, order], axis=1)
+            fp = np.cumsum(np.hstack(fp)[:, order], axis=1)
+            recalls = (tp / np.maximum(num_gts[:, np.newaxis], eps))[0, :]
+            precisions = (tp / np.maximum((tp + fp), eps))[0, :]
+            per_thr[t].append({"num_gts": num_gts.item(), "num_dets": len(order), "recall": recalls,
+                               "precision": precisions,
+                               "ap": average_precision(recalls, precisions, eval_mode)})
+    return per_thr
 
 
 def _nanmean(x: np.ndarray) -> float:
