@@ -205,6 +205,9 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
         assert (out / name).is_file()
     assert "| MoCo v2 + Un-Mix |" in printed
     assert (wd / "demo.log").read_text().count("done in") >= 14
+    # timings.md: the in-process stages count this process only, the total every worker too
+    rows = {r.split("|")[1].strip(): float(r.split("|")[3]) for r in (wd / "timings.md").read_text().splitlines()[2:]}
+    assert rows["report"] < 0.5 * rows["total"] and rows["total"] >= sum(v for k, v in rows.items() if k != "total") - 3
 
     # a re-run reuses every finished stage
     mtimes = {p: p.stat().st_mtime for p in runs}

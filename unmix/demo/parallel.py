@@ -84,11 +84,18 @@ def estimate(pending: list[Task], running: list[tuple[Task, float]], duration: C
     return ends
 
 
-def _cpu_seconds() -> float:
+def cpu_seconds() -> float:
+    """This process's CPU seconds (not its children's)."""
     import resource
 
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def wait_for_workers(timeout: float = 60.0) -> None:
+    """Join the pools' finished workers, so that RUSAGE_CHILDREN holds their CPU time."""
+    for proc in mp.active_children():
+        proc.join(timeout)
 
 
 def _init_worker() -> None:
@@ -103,9 +110,9 @@ def _call(fn: Callable[..., Any], args: tuple, log: Path | None,
         import torch
 
         torch.set_num_threads(threads)
-    t, c = time.time(), _cpu_seconds()
+    t, c = time.time(), cpu_seconds()
     if log is None:
-        return fn(*args), time.time() - t, _cpu_seconds() - c
+        return fn(*args), time.time() - t, cpu_seconds() - c
     log.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush(), sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
@@ -117,7 +124,7 @@ def _call(fn: Callable[..., Any], args: tuple, log: Path | None,
             sys.stdout.flush(), sys.stderr.flush()
             os.dup2(saved[0], 1), os.dup2(saved[1], 2)
             os.close(saved[0]), os.close(saved[1])
-    return result, time.time() - t, _cpu_seconds() - c
+    return result, time.time() - t, cpu_seconds() - c
 
 
 def _collect(task: Task, fut: cf.Future) -> Task:
